@@ -1,0 +1,9 @@
+//! Fathom's analyzer: reads the Parquet dataset with Polars and turns measurements into
+//! decisions.
+//!
+//! What it is for: loading (partition pruning, skipping unreadable files), one module per
+//! analysis, one per report format. What it is not: it never runs a probe.
+
+pub mod analyses;
+pub mod load;
+pub mod report;

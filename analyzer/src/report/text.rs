@@ -1,0 +1,77 @@
+//! Plain-text tables for people.
+
+use crate::analyses::summary::SummaryRow;
+
+/// Values with four significant digits: enough to read, not more than the noise allows.
+pub fn format_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+    format!("{v:.digits$}")
+}
+
+/// A signed percentage with a mark saying whether the change is good for this metric.
+fn change_cell(row: &SummaryRow) -> String {
+    match (row.change, row.improved()) {
+        (Some(c), Some(better)) => {
+            let mark = if c.abs() < 0.005 { " " } else if better { "+" } else { "-" };
+            format!("{:+.1}% {mark}", c * 100.0)
+        }
+        _ => "n/a".to_string(),
+    }
+}
+
+pub fn summary_table(rows: &[SummaryRow]) -> String {
+    let mut out = format!(
+        "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {}\n",
+        "host", "probe", "metric", "latest", "median", "runs", "change", "unit", "latest at"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {}\n",
+            r.host,
+            r.probe,
+            r.metric,
+            format_value(r.latest),
+            r.baseline_median.map(format_value).unwrap_or_else(|| "-".into()),
+            r.baseline_runs,
+            change_cell(r),
+            r.unit,
+            r.latest_at,
+        ));
+    }
+    out.push_str("change: latest against the median of up to 7 runs before it; + better, - worse for the metric\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn four_significant_digits() {
+        assert_eq!(format_value(1234.5678), "1235");
+        assert_eq!(format_value(0.012345), "0.01235");
+    }
+
+    #[test]
+    fn change_marks_respect_direction() {
+        let row = SummaryRow {
+            host: "a".into(),
+            probe: "memory.latency".into(),
+            metric: "latency".into(),
+            params: String::new(),
+            unit: "ns".into(),
+            higher_is_better: false,
+            latest_at: String::new(),
+            latest: 90.0,
+            latest_cv: None,
+            baseline_median: Some(100.0),
+            baseline_runs: 7,
+            change: Some(-0.1),
+        };
+        assert_eq!(change_cell(&row), "-10.0% +");
+        assert!(summary_table(&[row]).contains("memory.latency"));
+    }
+}

@@ -1,0 +1,100 @@
+//! How much CPU other processes used while a probe ran.
+//!
+//! A benchmark on a busy host measures the host's load as much as its hardware. The collector
+//! samples the machine's CPU time (`/proc/stat`) and its own (`/proc/self/stat`) around each
+//! probe; what the machine spent beyond the collector is foreign load.
+
+/// Foreign CPU above this share of the machine marks a measurement as disturbed.
+pub const DISTURBED_THRESHOLD: f64 = 0.10;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CpuLoad {
+    /// Other processes' share of all CPUs' time, 0–1; `None` where it cannot be measured.
+    pub foreign_share: Option<f64>,
+}
+
+impl CpuLoad {
+    pub fn disturbed(&self) -> bool {
+        self.foreign_share.is_some_and(|s| s > DISTURBED_THRESHOLD)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ticks {
+    busy: u64,
+    total: u64,
+    own: u64,
+}
+
+fn read_ticks() -> Option<Ticks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let total: u64 = cpu.iter().take(8).sum();
+    let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0);
+    let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let after = &own_stat[own_stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Ticks { busy: total - idle, total, own: utime + stime })
+}
+
+/// Started before a probe, finished after it.
+pub struct LoadMeter(Option<Ticks>);
+
+impl LoadMeter {
+    pub fn start() -> LoadMeter {
+        LoadMeter(read_ticks())
+    }
+
+    pub fn finish(&self) -> CpuLoad {
+        let share = self.0.zip(read_ticks()).and_then(|(a, b)| {
+            let total = b.total.checked_sub(a.total)?;
+            if total == 0 {
+                return None;
+            }
+            let busy = b.busy.saturating_sub(a.busy);
+            let own = b.own.saturating_sub(a.own);
+            Some((busy.saturating_sub(own) as f64 / total as f64).clamp(0.0, 1.0))
+        });
+        CpuLoad { foreign_share: share }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_busy_neighbour_is_seen_as_foreign_load() {
+        if read_ticks().is_none() {
+            return; // not Linux
+        }
+        // The neighbour is a child process, not a thread of ours, so it counts as foreign.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("sh");
+        let meter = LoadMeter::start();
+        let until = Instant::now() + Duration::from_millis(600);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let load = meter.finish();
+        child.kill().ok();
+        child.wait().ok();
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        let share = load.foreign_share.unwrap();
+        // One busy core of `cpus`, minus scheduling slack.
+        assert!(share > 0.6 / cpus, "foreign share {share} with {cpus} cpus");
+    }
+}

@@ -1,0 +1,199 @@
+//! `fathom-collector`: run probe suites on this host and append the results to the dataset.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use fathom_collector::output::{run_json, run_table, ProgressReporter};
+use fathom_collector::params::{parse_overrides, parse_pair};
+use fathom_collector::probe::{CancelToken, Probe};
+use fathom_collector::probes::{self, EFFORT_PARAMS};
+use fathom_collector::runner::{run_probes, RunSpec};
+use fathom_collector::suite::Suite;
+use fathom_collector::host;
+use fathom_datasets::store::{default_url, Dataset};
+use fathom_datasets::write::{write_run, RunWrite};
+
+#[derive(Parser)]
+#[command(name = "fathom-collector", version, about = "Benchmark this host and record the results")]
+struct Cli {
+    /// More log output on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Role {
+    Source,
+    Target,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a suite (or chosen probes) and append the run to the dataset.
+    ///
+    /// Example: fathom-collector run --suite quick --label site=fra1 --param cpu.compress.corpus_size=8MiB
+    Run(RunArgs),
+    /// List the probes with a one-line description each.
+    Probes {
+        /// Also list every probe's parameters with their defaults.
+        #[arg(short, long)]
+        long: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The suite to run.
+    #[arg(long, value_enum, default_value = "quick")]
+    suite: Suite,
+    /// Run only these probes (comma-separated ids), with the suite's effort.
+    #[arg(long, value_delimiter = ',')]
+    probes: Vec<String>,
+    /// Where to append the run: a local path, file://, memory:// or s3:// (default: $FATHOM_DATASET or ~/.local/share/fathom/dataset).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// The host name recorded (default: this machine's hostname).
+    #[arg(long)]
+    host: Option<String>,
+    /// The host's role in comparisons.
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+    /// What the host is, KEY=VALUE (repeatable), e.g. --label site=fra1.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// What happened before this run, KEY=VALUE (repeatable), e.g. --tag upgrade=kernel-6.8.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// A probe parameter, PROBE.NAME=VALUE (repeatable), e.g. --param cpu.aes_gcm.threads=4.
+    #[arg(long = "param", value_name = "PROBE.NAME=VALUE")]
+    params: Vec<String>,
+    /// Print the run as one JSON object on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FATHOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Probes { long } => {
+            for p in probes::all() {
+                println!("{:<18} {}", p.id(), p.description());
+                if long {
+                    for param in p.params().iter().chain(EFFORT_PARAMS) {
+                        let default = if param.default.is_empty() { "suite" } else { param.default };
+                        println!("    {:<12} {:<10} {}", param.name, default, param.help);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn select_probes(args: &RunArgs) -> Result<Vec<Box<dyn Probe>>> {
+    if args.probes.is_empty() {
+        return Ok(args.suite.probes());
+    }
+    args.probes
+        .iter()
+        .map(|id| {
+            probes::find(id.trim()).with_context(|| {
+                let known: Vec<_> = probes::all().iter().map(|p| p.id()).collect();
+                format!("unknown probe `{id}` (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let probes = select_probes(&args)?;
+    let overrides = parse_overrides(&args.params)?;
+    for probe_id in overrides.keys() {
+        if !probes.iter().any(|p| p.id() == probe_id) {
+            tracing::warn!("--param for {probe_id}, which this run does not include");
+        }
+    }
+    let labels = args.labels.iter().map(|l| parse_pair(l, "--label")).collect::<Result<_>>()?;
+    let tags = args.tags.iter().map(|t| parse_pair(t, "--tag")).collect::<Result<_>>()?;
+    let url = args.dataset.clone().unwrap_or_else(default_url);
+    let dataset = Dataset::create(&url).with_context(|| format!("opening dataset {url}"))?;
+    // One worker thread: it waits for Ctrl-C while probes run on this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let cancel = CancelToken::default();
+    let on_signal = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping after the current repetition");
+            on_signal.cancel();
+        }
+    });
+
+    let spec = RunSpec {
+        host: args.host.clone().unwrap_or_else(host::hostname),
+        role: match args.role {
+            Some(Role::Source) => "source".into(),
+            Some(Role::Target) => "target".into(),
+            None => String::new(),
+        },
+        labels,
+        tags,
+        suite: args.suite.name().to_string(),
+        schedule: None,
+        effort: args.suite.effort(),
+        overrides,
+        deadline: None,
+    };
+    let reporter = ProgressReporter::new(probes.len());
+    let result = run_probes(&spec, &probes, host::facts(), &cancel, &reporter);
+    drop(reporter);
+    let interrupted = cancel.is_cancelled();
+    let result = result?;
+
+    let written = runtime
+        .block_on(write_run(&dataset, &result.run, &result.measurements, &result.samples))
+        .with_context(|| format!("writing run {} to {}", result.run.run_id, dataset.url()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&result, Some(dataset.url())))?);
+    } else {
+        print!("{}", run_table(&result));
+        match written {
+            RunWrite::Written { bytes } => println!("wrote run {} to {} ({bytes} bytes)", result.run.run_id, dataset.url()),
+            RunWrite::AlreadyDelivered => println!("run {} was already in {}", result.run.run_id, dataset.url()),
+        }
+    }
+    if result.measurements.is_empty() {
+        bail!("no probe produced a measurement: {}", result.run.status_reason.as_deref().unwrap_or("nothing ran"));
+    }
+    Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}

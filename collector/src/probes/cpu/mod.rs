@@ -1,0 +1,5 @@
+//! CPU probes.
+
+pub mod aes_gcm;
+pub mod compress;
+mod corpus;

@@ -1,0 +1,36 @@
+//! The probe registry: every probe the collector can run, one module each.
+//!
+//! Adding a probe is one module under its category and one line in [`all`].
+
+pub mod cpu;
+
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError};
+
+/// Every registered probe, in the order suites run them.
+pub fn all() -> Vec<Box<dyn Probe>> {
+    vec![Box::new(cpu::aes_gcm::AesGcm), Box::new(cpu::compress::Compress)]
+}
+
+pub fn find(id: &str) -> Option<Box<dyn Probe>> {
+    all().into_iter().find(|p| p.id() == id)
+}
+
+/// The parameters every probe takes: how much effort, not what is measured.
+pub const EFFORT_PARAMS: &[ParamSpec] = &[
+    ParamSpec { name: "budget", default: "", help: "time budget for the whole probe, e.g. 5s (default: the suite's)", identity: false },
+    ParamSpec { name: "warmup", default: "", help: "warm-up per metric before timing, e.g. 300ms", identity: false },
+    ParamSpec { name: "min_reps", default: "", help: "repetitions before the noise target may stop a metric", identity: false },
+    ParamSpec { name: "max_reps", default: "", help: "repetitions after which a metric stops regardless", identity: false },
+    ParamSpec { name: "target_cv", default: "", help: "stop once the coefficient of variation is below this, e.g. 0.02", identity: false },
+];
+
+/// The `threads` parameter: a count, or `all` for every logical CPU.
+pub fn threads_param(ctx: &ProbeContext) -> Result<usize, ProbeError> {
+    match ctx.param("threads") {
+        "all" | "" => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        n => n.parse::<usize>().ok().filter(|&n| (1..=4096).contains(&n)).ok_or_else(|| ProbeError::Param {
+            name: "threads".into(),
+            reason: format!("`{n}` is not a thread count (1–4096 or `all`)"),
+        }),
+    }
+}

@@ -1,0 +1,77 @@
+//! Bad input gets one clear line and a non-zero exit; nothing is lost.
+
+use fathom_e2e::{bin, files_under, json, ok, quick_run_args, run, stderr, stdout};
+
+fn fails_with(cmd: &mut std::process::Command, needle: &str) {
+    let out = run(cmd);
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    let err = stderr(&out);
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn unknown_probe_id() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        bin("fathom-collector").args(["run", "--probes", "cpu.aes_gcm,cpu.nope", "--dataset"]).arg(dir.path()),
+        "unknown probe `cpu.nope`",
+    );
+    assert!(files_under(dir.path()).is_empty(), "nothing written");
+}
+
+#[test]
+fn malformed_param() {
+    let dir = tempfile::tempdir().unwrap();
+    for (param, needle) in [
+        ("cpu.aes_gcm.buffer", "malformed --param `cpu.aes_gcm.buffer`"),
+        ("buffer=16KiB", "malformed --param"),
+        ("cpu.aes_gcm.bufer=1", "has no parameter `bufer`"),
+        ("cpu.aes_gcm.min_reps=zero", "not a count"),
+    ] {
+        fails_with(
+            bin("fathom-collector").args(["run", "--param", param, "--dataset"]).arg(dir.path()),
+            needle,
+        );
+    }
+    fails_with(bin("fathom-collector").args(["run", "--label", "nosuchpair"]), "malformed --label");
+}
+
+#[test]
+fn unknown_dataset_scheme() {
+    let needle = "unsupported dataset URL scheme `ftp`";
+    fails_with(bin("fathom-collector").args(["run", "--dataset", "ftp://host/x"]), needle);
+    fails_with(bin("fathom-analyzer").args(["summary", "--dataset", "ftp://host/x"]), needle);
+    fails_with(bin("fathom-datasets").args(["validate", "ftp://host/x"]), needle);
+    fails_with(bin("fathom-analyzer").args(["summary", "--dataset", "/no/such/fathom/dataset"]), "does not exist");
+}
+
+#[test]
+fn a_truncated_parquet_file_is_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("ds");
+    let a = json(&ok(bin("fathom-collector").args(quick_run_args(&dataset, "host-a")).arg("--json")));
+    ok(bin("fathom-collector").args(quick_run_args(&dataset, "host-b")));
+    let victim = files_under(&dataset)
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("/measurements/") && f.ends_with(format!("{}.parquet", a["run_id"].as_str().unwrap())))
+        .expect("host-a's measurements file");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let victim_name = victim.file_name().unwrap().to_string_lossy().to_string();
+
+    let out = run(bin("fathom-datasets").arg("validate").arg(&dataset));
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(report.contains(&victim_name) && report.contains("1 bad"), "{report}");
+
+    let out = run(bin("fathom-analyzer").args(["summary", "--json", "--dataset"]).arg(&dataset));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(warning.contains("skipping") && warning.contains(&victim_name), "{warning}");
+    assert_eq!(warning.trim().lines().count(), 1, "{warning}");
+    let summary = json(&stdout(&out));
+    let hosts: Vec<_> = summary["series"].as_array().unwrap().iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert!(hosts.contains(&"host-b") && !hosts.contains(&"host-a"), "{hosts:?}");
+    assert!(summary["skipped_files"][0]["path"].as_str().unwrap().ends_with(&victim_name));
+}
