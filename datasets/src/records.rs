@@ -174,9 +174,8 @@ pub fn runs_batch(runs: &[RunRecord]) -> RecordBatch {
     let mut cpu_model = StringBuilder::new();
     let mut cpu_cores = Int32Builder::new();
     let mut cpu_threads = Int32Builder::new();
-    let mut cpu_flags = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
-        arrow_schema::Field::new("element", arrow_schema::DataType::Utf8, true),
-    ));
+    let mut cpu_flags = ListBuilder::new(StringBuilder::new())
+        .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
     let mut mem_bytes = Int64Builder::new();
     let mut os = StringBuilder::new();
     let mut kernel = StringBuilder::new();

@@ -46,10 +46,10 @@ pub enum StoreError {
 /// The default dataset: `$FATHOM_DATASET`, else `$XDG_DATA_HOME/fathom/dataset`, else
 /// `~/.local/share/fathom/dataset`. Outside any source tree, so it never ends up in git.
 pub fn default_url() -> String {
-    if let Ok(url) = std::env::var(DATASET_ENV) {
-        if !url.is_empty() {
-            return url;
-        }
+    if let Ok(url) = std::env::var(DATASET_ENV)
+        && !url.is_empty()
+    {
+        return url;
     }
     let base = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())

@@ -156,7 +156,7 @@ fn check_rows(table: Table, date: NaiveDate, b: &RecordBatch) -> Result<(), Stri
             }
             finite(column(col::VALUE), col::VALUE)?;
             let cv = column(col::CV).as_primitive::<Float64Type>();
-            if let Some((row, v)) = cv.iter().enumerate().find(|(_, v)| v.is_some_and(|v| !(v >= 0.0))) {
+            if let Some((row, v)) = cv.iter().enumerate().find(|(_, v)| v.is_some_and(|v| v.is_nan() || v < 0.0)) {
                 return row_err(row, format!("cv {v:?} is negative or not a number"));
             }
             let n = column(col::N).as_primitive::<Int32Type>();

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use arrow_schema::DataType;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::schema::types::ColumnPath;
 use parquet::file::properties::WriterProperties;
 
 use crate::records::{runs_batch, Measurement, MeasurementsBuilder, RunRecord, Sample, SamplesBuilder};
@@ -26,13 +28,23 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
-/// zstd level 3: within a few percent of level 9's size at a fraction of the time.
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// zstd level 3: within a few percent of level 9's size at a fraction of the time. Doubles
+/// (measured values, mostly noise in their low bits) are stored BYTE_STREAM_SPLIT without a
+/// dictionary, which zstd compresses about a fifth better; every engine we target reads it.
+fn writer_properties(table: Table) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(1 << 20))
-        .set_created_by(format!("fathom-datasets {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_created_by(format!("fathom-datasets {}", env!("CARGO_PKG_VERSION")));
+    for field in table.schema().fields() {
+        if field.data_type() == &DataType::Float64 {
+            let path = ColumnPath::from(field.name().as_str());
+            builder = builder
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+        }
+    }
+    builder.build()
 }
 
 /// Encodes one table's batch as a complete Parquet file.
@@ -40,7 +52,7 @@ pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Bytes, WriteE
     let encode = |source| WriteError::Encode { table, source };
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut writer =
-        ArrowWriter::try_new(&mut buffer, table.schema(), Some(writer_properties())).map_err(encode)?;
+        ArrowWriter::try_new(&mut buffer, table.schema(), Some(writer_properties(table))).map_err(encode)?;
     writer.write(batch).map_err(encode)?;
     writer.close().map_err(encode)?;
     Ok(Bytes::from(buffer))
@@ -131,6 +143,14 @@ mod tests {
             .unwrap();
         let col = meta.row_group(0).column(0);
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
+
+        let mut b = MeasurementsBuilder::default();
+        b.append(&run("db-01", "2026-02-03T01:00:00Z"), &measurement("encrypt_1t", 1.0));
+        let bytes = encode_parquet(Table::Measurements, &b.finish()).unwrap();
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        let rg = meta.row_group(0);
+        let value = rg.columns().iter().find(|c| c.column_path().string() == "value").unwrap();
+        assert!(value.encodings().any(|e| e == Encoding::BYTE_STREAM_SPLIT), "{:?}", value.encodings().collect::<Vec<_>>());
     }
 
     #[tokio::test]

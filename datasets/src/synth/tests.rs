@@ -277,7 +277,6 @@ async fn large_steps_are_visible_with_their_magnitude() {
             if r.date < e.date { before.push(r.value) } else { after.push(r.value) }
         }
         let seen = median(&mut after) / median(&mut before) - 1.0;
-        eprintln!("CHECK {:?} {} {} {:.4} {:.4}", e.kind, e.probe, e.metric, e.magnitude, seen);
         assert!((seen - e.magnitude).abs() < 0.04 + 0.15 * e.magnitude.abs(), "{e:?}: seen {seen:.3}");
     }
     // A drift has reached its magnitude from its end date on.
@@ -297,7 +296,6 @@ async fn large_steps_are_visible_with_their_magnitude() {
             continue;
         }
         let seen = median(&mut after) / median(&mut before) - 1.0;
-        eprintln!("CHECK {:?} {} {} {:.4} {:.4}", e.kind, e.probe, e.metric, e.magnitude, seen);
         assert!((seen - e.magnitude).abs() < 0.04 + 0.15 * e.magnitude.abs(), "{e:?}: seen {seen:.3}");
     }
 }
