@@ -2,7 +2,6 @@
 //! in DuckDB and Polars (Python, from PyPI), over Hive partitions, on a real collector run and a
 //! synthetic fleet.
 
-
 use fathom_e2e::{bin, json, ok, python, quick_run_args, repo_root, run, stderr, stdout};
 
 /// The README's fenced blocks of one language.
@@ -55,7 +54,8 @@ fn readme_duckdb_queries_run_on_the_dataset() {
     let (_dir, ds) = dataset();
     let queries = blocks(&readme(), "sql");
     assert!(queries.len() >= 3, "the README should show DuckDB queries");
-    let queries: Vec<String> = queries.iter().map(|q| q.replace(README_DATASET, ds.to_str().unwrap())).collect();
+    let queries: Vec<String> =
+        queries.iter().map(|q| q.replace(README_DATASET, ds.to_str().unwrap())).collect();
     let script = format!(
         "import duckdb, json\nout = []\nfor q in json.loads({:?}):\n    rows = duckdb.sql(q).fetchall()\n    out.append([len(rows), [str(v) for v in rows[0]] if rows else []])\nprint(json.dumps(out))",
         serde_json::to_string(&queries).unwrap()

@@ -14,7 +14,9 @@ fn fails_with(cmd: &mut std::process::Command, needle: &str) {
 fn unknown_probe_id() {
     let dir = tempfile::tempdir().unwrap();
     fails_with(
-        bin("fathom-collector").args(["run", "--probes", "cpu.aes_gcm,cpu.nope", "--dataset"]).arg(dir.path()),
+        bin("fathom-collector")
+            .args(["run", "--probes", "cpu.aes_gcm,cpu.nope", "--dataset"])
+            .arg(dir.path()),
         "unknown probe `cpu.nope`",
     );
     assert!(files_under(dir.path()).is_empty(), "nothing written");
@@ -43,21 +45,29 @@ fn unknown_dataset_scheme() {
     fails_with(bin("fathom-collector").args(["run", "--dataset", "ftp://host/x"]), needle);
     fails_with(bin("fathom-analyzer").args(["summary", "--dataset", "ftp://host/x"]), needle);
     fails_with(bin("fathom-datasets").args(["validate", "ftp://host/x"]), needle);
-    fails_with(bin("fathom-analyzer").args(["summary", "--dataset", "/no/such/fathom/dataset"]), "does not exist");
+    fails_with(
+        bin("fathom-analyzer").args(["summary", "--dataset", "/no/such/fathom/dataset"]),
+        "does not exist",
+    );
 }
 
-#[test]
-fn a_truncated_parquet_file_is_reported_and_skipped() {
+/// Two hosts' runs, with host-a's measurements file damaged by `damage`; checks that validate
+/// names it and that the summary skips it with one warning and still reports host-b.
+fn damaged_file_is_reported_and_skipped(damage: fn(&mut Vec<u8>)) {
     let dir = tempfile::tempdir().unwrap();
     let dataset = dir.path().join("ds");
     let a = json(&ok(bin("fathom-collector").args(quick_run_args(&dataset, "host-a")).arg("--json")));
     ok(bin("fathom-collector").args(quick_run_args(&dataset, "host-b")));
     let victim = files_under(&dataset)
         .into_iter()
-        .find(|f| f.to_string_lossy().contains("/measurements/") && f.ends_with(format!("{}.parquet", a["run_id"].as_str().unwrap())))
+        .find(|f| {
+            f.to_string_lossy().contains("/measurements/")
+                && f.ends_with(format!("{}.parquet", a["run_id"].as_str().unwrap()))
+        })
         .expect("host-a's measurements file");
-    let bytes = std::fs::read(&victim).unwrap();
-    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&victim, &bytes).unwrap();
     let victim_name = victim.file_name().unwrap().to_string_lossy().to_string();
 
     let out = run(bin("fathom-datasets").arg("validate").arg(&dataset));
@@ -71,7 +81,24 @@ fn a_truncated_parquet_file_is_reported_and_skipped() {
     assert!(warning.contains("skipping") && warning.contains(&victim_name), "{warning}");
     assert_eq!(warning.trim().lines().count(), 1, "{warning}");
     let summary = json(&stdout(&out));
-    let hosts: Vec<_> = summary["series"].as_array().unwrap().iter().map(|r| r["host"].as_str().unwrap()).collect();
+    let hosts: Vec<_> =
+        summary["series"].as_array().unwrap().iter().map(|r| r["host"].as_str().unwrap()).collect();
     assert!(hosts.contains(&"host-b") && !hosts.contains(&"host-a"), "{hosts:?}");
     assert!(summary["skipped_files"][0]["path"].as_str().unwrap().ends_with(&victim_name));
+}
+
+#[test]
+fn a_truncated_parquet_file_is_reported_and_skipped() {
+    damaged_file_is_reported_and_skipped(|bytes| bytes.truncate(bytes.len() / 2));
+}
+
+#[test]
+fn a_corrupt_page_behind_a_valid_footer_is_reported_and_skipped() {
+    // The footer (metadata, its 4-byte length and `PAR1`) stays intact; every page before it
+    // is overwritten.
+    damaged_file_is_reported_and_skipped(|bytes| {
+        let len = bytes.len();
+        let footer = u32::from_le_bytes(bytes[len - 8..len - 4].try_into().unwrap()) as usize + 8;
+        bytes[4..len - footer].fill(0xAB);
+    });
 }

@@ -14,7 +14,17 @@ fn a_real_measurement_flows_through_parquet_into_the_summary() {
     let second = json(&String::from_utf8(out.stdout).unwrap());
 
     // The JSON a script relies on.
-    for key in ["run_id", "host", "cpu_model", "cpu_cores", "cpu_threads", "cpu_flags", "mem_bytes", "status", "measurements"] {
+    for key in [
+        "run_id",
+        "host",
+        "cpu_model",
+        "cpu_cores",
+        "cpu_threads",
+        "cpu_flags",
+        "mem_bytes",
+        "status",
+        "measurements",
+    ] {
         assert!(second.get(key).is_some(), "missing {key} in {second}");
     }
     assert_eq!(second["host"], "e2e-host");
@@ -36,7 +46,9 @@ fn a_real_measurement_flows_through_parquet_into_the_summary() {
         assert!(m["value"].as_f64().unwrap() > 10.0, "{m}");
         assert!(m["n"].as_i64().unwrap() >= 1);
         assert_eq!(m["params"], "buffer=16KiB,threads=2");
-        for key in ["cv", "mean", "stddev", "min", "max", "category", "higher_is_better", "disturbed", "foreign_cpu"] {
+        for key in
+            ["cv", "mean", "stddev", "min", "max", "category", "higher_is_better", "disturbed", "foreign_cpu"]
+        {
             assert!(m.get(key).is_some(), "{key} missing in {m}");
         }
     }
@@ -47,7 +59,11 @@ fn a_real_measurement_flows_through_parquet_into_the_summary() {
     // Files: one per table per run, named by the run id; a delivered marker each.
     let files = files_under(&dataset);
     let run_id = second["run_id"].as_str().unwrap();
-    assert!(files.iter().any(|f| f.ends_with(format!("{run_id}.parquet")) && f.to_string_lossy().contains("/runs/date=")));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with(format!("{run_id}.parquet")) && f.to_string_lossy().contains("/runs/date="))
+    );
     assert!(files.iter().any(|f| f.ends_with(format!("_delivered/{run_id}"))));
 
     let report = ok(bin("fathom-datasets").arg("validate").arg(&dataset));
@@ -88,7 +104,14 @@ fn probes_are_listed_with_descriptions() {
 #[test]
 fn the_schema_command_names_every_table() {
     let out = ok(bin("fathom-datasets").arg("schema"));
-    for needle in ["runs/date=", "measurements/date=", "samples/date=", "higher_is_better", "timestamp[us, UTC]", "map<string,string>"] {
+    for needle in [
+        "runs/date=",
+        "measurements/date=",
+        "samples/date=",
+        "higher_is_better",
+        "timestamp[us, UTC]",
+        "map<string,string>",
+    ] {
         assert!(out.contains(needle), "{needle} in {out}");
     }
 }

@@ -28,7 +28,10 @@ fn a_synthetic_fleet_validates_and_summarizes() {
     let series = summary["series"].as_array().unwrap();
     let hosts: std::collections::BTreeSet<_> = series.iter().map(|r| r["host"].as_str().unwrap()).collect();
     assert_eq!(hosts.len(), 12);
-    assert!(series.iter().all(|r| r["baseline_runs"].as_u64().unwrap() >= 5), "a month of nights gives a full baseline");
+    assert!(
+        series.iter().all(|r| r["baseline_runs"].as_u64().unwrap() >= 5),
+        "a month of nights gives a full baseline"
+    );
 
     // Partition pruning: two days give at most one earlier run.
     let recent = json(&ok(bin("fathom-analyzer")

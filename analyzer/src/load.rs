@@ -5,10 +5,14 @@
 //! Polars straight from disk; a remote one (`s3://`, `memory://`) is fetched as bytes through
 //! the same object store and scanned from memory, so the analyzer needs no cloud feature of
 //! its own. Every file's footer is checked first: a truncated or foreign file is skipped with
-//! a warning naming it, instead of failing the whole night.
+//! a warning naming it, instead of failing the whole night; when a query still fails (a corrupt
+//! page behind a valid footer), [`Loader::recheck`] decodes every file, drops the bad ones and
+//! the query runs again.
 
-use fathom_datasets::read::{check_footer, check_footer_bytes};
-use fathom_datasets::schema::{col, Table};
+use std::collections::BTreeMap;
+
+use fathom_datasets::read::{check_footer, check_footer_bytes, read_parquet};
+use fathom_datasets::schema::{Table, col};
 use fathom_datasets::store::{DataFile, Dataset, DateRange};
 use futures::{StreamExt, TryStreamExt};
 use polars::prelude::*;
@@ -29,29 +33,63 @@ pub enum LoadError {
     Scan { table: Table, source: PolarsError },
 }
 
-/// An opened dataset plus the files skipped while loading it.
+/// Where an accepted file's bytes are: on local disk, or already fetched.
+#[derive(Clone)]
+enum Source {
+    Local(std::path::PathBuf),
+    Fetched(bytes::Bytes),
+}
+
+/// A file whose footer is readable, named for messages.
+#[derive(Clone)]
+struct Accepted {
+    path: String,
+    source: Source,
+}
+
+/// An opened dataset, the files accepted per table, and the files skipped while loading it.
 pub struct Loader {
     pub dataset: Dataset,
     pub range: DateRange,
     pub skipped: Vec<SkippedFile>,
+    accepted: BTreeMap<Table, Vec<Accepted>>,
 }
 
 impl Loader {
     pub fn new(dataset: Dataset, range: DateRange) -> Loader {
-        Loader { dataset, range, skipped: Vec::new() }
+        Loader { dataset, range, skipped: Vec::new(), accepted: BTreeMap::new() }
     }
 
     /// A lazy scan of one table over the partitions in range, or `None` when no readable file
-    /// is there.
+    /// is there. Files are listed and their footers checked once per loader.
     pub async fn scan(&mut self, table: Table) -> Result<Option<LazyFrame>, LoadError> {
-        let files = self.dataset.list_files(table, self.range).await?;
-        let sources = match self.dataset.local_root() {
-            Some(_) => self.local_sources(&files),
-            None => self.remote_sources(&files).await?,
-        };
-        if sources.is_empty() {
+        if !self.accepted.contains_key(&table) {
+            let files = self.dataset.list_files(table, self.range).await?;
+            let accepted = match self.dataset.local_root() {
+                Some(_) => self.check_local(&files),
+                None => self.fetch_remote(&files).await?,
+            };
+            self.accepted.insert(table, accepted);
+        }
+        let accepted = &self.accepted[&table];
+        if accepted.is_empty() {
             return Ok(None);
         }
+        let sources = match self.dataset.local_root() {
+            Some(_) => ScanSources::Paths(Buffer::from_iter(
+                accepted.iter().map(|a| PlRefPath::new(a.path.as_str())),
+            )),
+            None => ScanSources::Buffers(
+                accepted
+                    .iter()
+                    .map(|a| match &a.source {
+                        Source::Fetched(bytes) => Buffer::from_owner(bytes.clone()),
+                        Source::Local(_) => unreachable!("remote datasets hold fetched bytes"),
+                    })
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
+        };
         let args = ScanArgsParquet {
             hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
             glob: false,
@@ -62,19 +100,20 @@ impl Loader {
             .map_err(|source| LoadError::Scan { table, source })
     }
 
-    fn local_sources(&mut self, files: &[DataFile]) -> ScanSources {
-        let mut paths = Vec::with_capacity(files.len());
+    fn check_local(&mut self, files: &[DataFile]) -> Vec<Accepted> {
+        let mut accepted = Vec::with_capacity(files.len());
         for file in files {
             let path = self.dataset.local_path(&file.location).expect("local dataset");
+            let name = path.display().to_string();
             match check_footer(&path) {
-                Ok(()) => paths.push(PlRefPath::new(path.display().to_string())),
-                Err(reason) => self.skip(path.display().to_string(), reason),
+                Ok(()) => accepted.push(Accepted { path: name, source: Source::Local(path) }),
+                Err(reason) => self.skip(name, reason),
             }
         }
-        ScanSources::Paths(Buffer::from_iter(paths))
+        accepted
     }
 
-    async fn remote_sources(&mut self, files: &[DataFile]) -> Result<ScanSources, LoadError> {
+    async fn fetch_remote(&mut self, files: &[DataFile]) -> Result<Vec<Accepted>, LoadError> {
         let dataset = &self.dataset;
         let fetched: Vec<(String, bytes::Bytes)> = futures::stream::iter(files)
             .map(|f| async move {
@@ -84,19 +123,47 @@ impl Loader {
             .buffered(16)
             .try_collect()
             .await?;
-        let mut buffers = Vec::with_capacity(fetched.len());
+        let mut accepted = Vec::with_capacity(fetched.len());
         for (path, bytes) in fetched {
             match check_footer_bytes(&bytes) {
-                Ok(()) => buffers.push(Buffer::from_owner(bytes)),
+                Ok(()) => accepted.push(Accepted { path, source: Source::Fetched(bytes) }),
                 Err(reason) => self.skip(path, reason),
             }
         }
-        Ok(ScanSources::Buffers(buffers.into()))
+        Ok(accepted)
     }
 
     fn skip(&mut self, path: String, reason: String) {
         tracing::warn!("skipping {path}: not a readable Parquet file ({reason})");
         self.skipped.push(SkippedFile { path, reason: format!("not a readable Parquet file: {reason}") });
+    }
+
+    /// Decodes every accepted file in full and drops those that fail, for when a query failed
+    /// on damage a footer check cannot see (a corrupt page). Returns how many were dropped.
+    pub fn recheck(&mut self) -> usize {
+        let mut bad = Vec::new();
+        for files in self.accepted.values_mut() {
+            files.retain(|file| {
+                let bytes = match &file.source {
+                    Source::Local(path) => {
+                        std::fs::read(path).map(bytes::Bytes::from).map_err(|e| e.to_string())
+                    }
+                    Source::Fetched(bytes) => Ok(bytes.clone()),
+                };
+                match bytes.and_then(|b| read_parquet(b).map(|_| ()).map_err(|e| e.to_string())) {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        bad.push((file.path.clone(), reason));
+                        false
+                    }
+                }
+            });
+        }
+        let dropped = bad.len();
+        for (path, reason) in bad {
+            self.skip(path, reason);
+        }
+        dropped
     }
 
     /// Measurements of committed runs only: rows whose run has no `runs` row (an upload cut

@@ -1,15 +1,14 @@
 //! `fathom-analyzer`: turn the dataset into decisions.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
-use fathom_analyzer::analyses::summary::summarize;
+use fathom_analyzer::analyses::summary::{SummaryRow, summarize};
 use fathom_analyzer::load::Loader;
 use fathom_analyzer::report::text::summary_table;
-use fathom_datasets::store::{default_url, Dataset, DateRange};
+use fathom_datasets::store::{Dataset, DateRange, default_url};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -63,26 +62,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FATHOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
-        .init();
+    fathom_datasets::human::init_logging(cli.verbose);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn summary_rows(runtime: &tokio::runtime::Runtime, loader: &mut Loader) -> Result<Vec<SummaryRow>> {
+    match runtime.block_on(loader.committed_measurements())? {
+        Some(measurements) => summarize(measurements).context("computing the summary"),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -94,10 +87,11 @@ fn run(command: Command) -> Result<ExitCode> {
             let dataset = Dataset::open(&url)?;
             let range = DateRange { since: window.since, until: window.until };
             let mut loader = Loader::new(dataset, range);
-            let measurements = runtime.block_on(loader.committed_measurements())?;
-            let rows = match measurements {
-                Some(m) => summarize(m).context("computing the summary")?,
-                None => Vec::new(),
+            let rows = match summary_rows(&runtime, &mut loader) {
+                Ok(rows) => rows,
+                // A corrupt page behind a valid footer: drop such files and run once more.
+                Err(first) if loader.recheck() == 0 => return Err(first),
+                Err(_) => summary_rows(&runtime, &mut loader)?,
             };
             match window.format() {
                 Format::Json => {
@@ -112,7 +106,10 @@ fn run(command: Command) -> Result<ExitCode> {
                 }
                 Format::Text => {
                     if rows.is_empty() {
-                        println!("no committed measurements in {} for the chosen dates", loader.dataset.url());
+                        println!(
+                            "no committed measurements in {} for the chosen dates",
+                            loader.dataset.url()
+                        );
                     } else {
                         print!("{}", summary_table(&rows));
                     }

@@ -38,8 +38,22 @@ pub fn cpu_flags() -> Vec<String> {
             ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { flags.push($f.to_string()); } )* };
         }
         detect!(
-            "sse2", "sse4.2", "avx", "avx2", "fma", "bmi2", "aes", "pclmulqdq", "vaes",
-            "vpclmulqdq", "sha", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"
+            "sse2",
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "bmi2",
+            "aes",
+            "pclmulqdq",
+            "vaes",
+            "vpclmulqdq",
+            "sha",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512dq",
+            "avx512vnni"
         );
     }
     #[cfg(target_arch = "aarch64")]
@@ -65,8 +79,14 @@ fn virtualization() -> String {
     let read = |f: &str| std::fs::read_to_string(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
     let vendor = format!("{} {}", read("sys_vendor"), read("product_name")).to_lowercase();
     let known = [
-        ("qemu", "kvm"), ("kvm", "kvm"), ("vmware", "vmware"), ("virtualbox", "virtualbox"),
-        ("microsoft", "hyperv"), ("xen", "xen"), ("amazon", "kvm"), ("google", "kvm"),
+        ("qemu", "kvm"),
+        ("kvm", "kvm"),
+        ("vmware", "vmware"),
+        ("virtualbox", "virtualbox"),
+        ("microsoft", "hyperv"),
+        ("xen", "xen"),
+        ("amazon", "kvm"),
+        ("google", "kvm"),
     ];
     known
         .iter()

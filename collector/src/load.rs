@@ -28,13 +28,8 @@ struct Ticks {
 
 fn read_ticks() -> Option<Ticks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let cpu: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
     let total: u64 = cpu.iter().take(8).sum();
     let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0);
@@ -80,10 +75,8 @@ mod tests {
             return; // not Linux
         }
         // The neighbour is a child process, not a thread of ours, so it counts as foreign.
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .spawn()
-            .expect("sh");
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("sh");
         let meter = LoadMeter::start();
         let until = Instant::now() + Duration::from_millis(600);
         while Instant::now() < until {

@@ -1,19 +1,18 @@
 //! `fathom-collector`: run probe suites on this host and append the results to the dataset.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use fathom_collector::output::{run_json, run_table, ProgressReporter};
+use fathom_collector::host;
+use fathom_collector::output::{ProgressReporter, run_json, run_table};
 use fathom_collector::params::{parse_overrides, parse_pair};
 use fathom_collector::probe::{CancelToken, Probe};
 use fathom_collector::probes::{self, EFFORT_PARAMS};
-use fathom_collector::runner::{run_probes, RunSpec};
+use fathom_collector::runner::{RunSpec, run_probes};
 use fathom_collector::suite::Suite;
-use fathom_collector::host;
-use fathom_datasets::store::{default_url, Dataset};
-use fathom_datasets::write::{write_run, RunWrite};
+use fathom_datasets::store::{Dataset, default_url};
+use fathom_datasets::write::{RunWrite, write_run};
 
 #[derive(Parser)]
 #[command(name = "fathom-collector", version, about = "Benchmark this host and record the results")]
@@ -78,7 +77,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    fathom_datasets::human::init_logging(cli.verbose);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -86,21 +85,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FATHOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
@@ -188,12 +172,19 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         print!("{}", run_table(&result));
         match written {
-            RunWrite::Written { bytes } => println!("wrote run {} to {} ({bytes} bytes)", result.run.run_id, dataset.url()),
-            RunWrite::AlreadyDelivered => println!("run {} was already in {}", result.run.run_id, dataset.url()),
+            RunWrite::Written { bytes } => {
+                println!("wrote run {} to {} ({bytes} bytes)", result.run.run_id, dataset.url())
+            }
+            RunWrite::AlreadyDelivered => {
+                println!("run {} was already in {}", result.run.run_id, dataset.url())
+            }
         }
     }
     if result.measurements.is_empty() {
-        bail!("no probe produced a measurement: {}", result.run.status_reason.as_deref().unwrap_or("nothing ran"));
+        bail!(
+            "no probe produced a measurement: {}",
+            result.run.status_reason.as_deref().unwrap_or("nothing ran")
+        );
     }
     Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }

@@ -122,7 +122,8 @@ mod tests {
 
     #[test]
     fn stops_at_min_reps_when_quiet_and_at_max_reps_when_noisy() {
-        let quiet = repeat(&ctx(EFFORT, &|_| {}), Duration::from_secs(1), Instant::now(), || Ok(100.0)).unwrap();
+        let quiet =
+            repeat(&ctx(EFFORT, &|_| {}), Duration::from_secs(1), Instant::now(), || Ok(100.0)).unwrap();
         assert_eq!(quiet.values.len(), 5);
         let mut flip = false;
         let noisy = repeat(&ctx(EFFORT, &|_| {}), Duration::from_secs(5), Instant::now(), || {
@@ -153,7 +154,10 @@ mod tests {
     fn cancellation_stops_between_repetitions() {
         let c = ctx(EFFORT, &|_| {});
         c.cancel.cancel();
-        assert!(matches!(repeat(&c, Duration::from_secs(1), Instant::now(), || Ok(1.0)), Err(ProbeError::Cancelled)));
+        assert!(matches!(
+            repeat(&c, Duration::from_secs(1), Instant::now(), || Ok(1.0)),
+            Err(ProbeError::Cancelled)
+        ));
     }
 
     #[test]

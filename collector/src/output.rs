@@ -3,8 +3,9 @@
 
 use std::io::IsTerminal;
 
+use fathom_datasets::human::format_value;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::runner::{Reporter, RunResult};
 
@@ -73,46 +74,38 @@ pub fn run_json(result: &RunResult, dataset: Option<&str>) -> Value {
     v
 }
 
-/// Values with four significant digits: enough to read, not more than the noise allows.
-pub fn format_value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
-    format!("{v:.digits$}")
-}
-
 pub fn run_table(result: &RunResult) -> String {
     let mut out = String::new();
     let r = &result.run;
     out.push_str(&format!(
         "run {} on {} ({}, {} cores / {} threads), suite {}: {}\n",
-        r.run_id, r.host, r.facts.cpu_model, r.facts.cpu_cores, r.facts.cpu_threads, r.suite, r.status.as_str()
+        r.run_id,
+        r.host,
+        r.facts.cpu_model,
+        r.facts.cpu_cores,
+        r.facts.cpu_threads,
+        r.suite,
+        r.status.as_str()
     ));
     if let Some(reason) = &r.status_reason {
         out.push_str(&format!("  reason: {reason}\n"));
     }
-    out.push_str(&format!("{:<16} {:<18} {:>12} {:<8} {:>7} {:>4}\n", "probe", "metric", "value", "unit", "cv", "n"));
+    out.push_str(&format!(
+        "{:<16} {:<18} {:>12} {:<8} {:>7} {:>4}\n",
+        "probe", "metric", "value", "unit", "cv", "n"
+    ));
     for m in &result.measurements {
         let cv = m.cv.map(|c| format!("{:.2}%", c * 100.0)).unwrap_or_default();
         let flag = if m.disturbed { "  disturbed" } else { "" };
         out.push_str(&format!(
             "{:<16} {:<18} {:>12} {:<8} {:>7} {:>4}{flag}\n",
-            m.probe, m.metric, format_value(m.value), m.unit, cv, m.n
+            m.probe,
+            m.metric,
+            format_value(m.value),
+            m.unit,
+            cv,
+            m.n
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_have_four_significant_digits() {
-        assert_eq!(format_value(1234.5678), "1235");
-        assert_eq!(format_value(12.345678), "12.35");
-        assert_eq!(format_value(0.012345), "0.01235");
-        assert_eq!(format_value(0.0), "0");
-    }
 }

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
-use crate::probe::{parse_duration, Effort, Probe};
+use crate::probe::{Effort, Probe, parse_duration};
 use crate::probes::{self, EFFORT_PARAMS};
 
 /// Overrides by probe id, then parameter name.
@@ -39,7 +39,10 @@ pub fn parse_overrides(items: &[String]) -> Result<Overrides> {
         let known = probe.params().iter().chain(EFFORT_PARAMS).map(|p| p.name);
         if !known.clone().any(|n| n == name) {
             let names: Vec<_> = known.collect();
-            bail!("--param `{item}`: probe {probe_id} has no parameter `{name}` (it has: {})", names.join(", "));
+            bail!(
+                "--param `{item}`: probe {probe_id} has no parameter `{name}` (it has: {})",
+                names.join(", ")
+            );
         }
         out.entry(probe_id.to_string()).or_default().insert(name.to_string(), value.to_string());
     }
@@ -70,7 +73,9 @@ pub fn effort(base: Effort, probe_id: &str, overrides: &Overrides) -> Result<Eff
             "warmup" => e.warmup = parse_duration(v).map_err(|r| bad(name, v, r))?,
             "min_reps" => e.min_reps = v.parse().map_err(|_| bad(name, v, "not a count".into()))?,
             "max_reps" => e.max_reps = v.parse().map_err(|_| bad(name, v, "not a count".into()))?,
-            "target_cv" => e.target_cv = v.parse().map_err(|_| bad(name, v, "not a fraction like 0.02".into()))?,
+            "target_cv" => {
+                e.target_cv = v.parse().map_err(|_| bad(name, v, "not a fraction like 0.02".into()))?
+            }
             _ => {}
         }
     }
@@ -87,7 +92,8 @@ mod tests {
 
     #[test]
     fn good_overrides_parse() {
-        let o = parse_overrides(&["cpu.aes_gcm.buffer=64KiB".into(), "cpu.aes_gcm.budget=1s".into()]).unwrap();
+        let o =
+            parse_overrides(&["cpu.aes_gcm.buffer=64KiB".into(), "cpu.aes_gcm.budget=1s".into()]).unwrap();
         let probe = probes::find("cpu.aes_gcm").unwrap();
         assert_eq!(resolve(probe.as_ref(), &o)["buffer"], "64KiB");
         assert_eq!(resolve(probe.as_ref(), &o)["threads"], "all");

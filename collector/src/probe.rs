@@ -6,8 +6,8 @@
 //! to reopen a probe.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fathom_datasets::catalogue;
@@ -156,12 +156,7 @@ pub trait Probe: Send + Sync {
 
     /// The canonical `params` text of this run: the identity parameters only.
     fn params_text(&self, ctx: &ProbeContext) -> String {
-        canonical(
-            self.params()
-                .iter()
-                .filter(|p| p.identity)
-                .map(|p| (p.name, ctx.param(p.name))),
-        )
+        canonical(self.params().iter().filter(|p| p.identity).map(|p| (p.name, ctx.param(p.name))))
     }
 }
 
@@ -179,7 +174,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
-        other => return Err(format!("unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!("unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"));
+        }
     };
     Ok((num * mult) as usize)
 }

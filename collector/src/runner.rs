@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus, Sample};
 
-use crate::params::{effort, resolve, Overrides};
+use crate::params::{Overrides, effort, resolve};
 use crate::probe::{CancelToken, Effort, Probe, ProbeContext, ProbeError};
 
 pub trait Reporter: Sync {
@@ -190,7 +190,10 @@ mod tests {
     fn statuses() {
         let ok = run(vec![Box::new(Fixed("cpu.aes_gcm", true))], &CancelToken::default());
         assert_eq!((ok.run.status, ok.measurements.len(), ok.samples.len()), (RunStatus::Ok, 1, 3));
-        let partial = run(vec![Box::new(Fixed("cpu.aes_gcm", true)), Box::new(Fixed("cpu.compress", false))], &CancelToken::default());
+        let partial = run(
+            vec![Box::new(Fixed("cpu.aes_gcm", true)), Box::new(Fixed("cpu.compress", false))],
+            &CancelToken::default(),
+        );
         assert_eq!(partial.run.status, RunStatus::Partial);
         assert_eq!(partial.run.status_reason.as_deref(), Some("probe cpu.compress: disk on fire"));
         let failed = run(vec![Box::new(Fixed("cpu.compress", false))], &CancelToken::default());
@@ -198,6 +201,9 @@ mod tests {
         let cancel = CancelToken::default();
         cancel.cancel();
         let stopped = run(vec![Box::new(Fixed("cpu.aes_gcm", true))], &cancel);
-        assert_eq!((stopped.run.status, stopped.run.status_reason.as_deref()), (RunStatus::Failed, Some("interrupted")));
+        assert_eq!(
+            (stopped.run.status, stopped.run.status_reason.as_deref()),
+            (RunStatus::Failed, Some("interrupted"))
+        );
     }
 }

@@ -82,22 +82,58 @@ pub struct ProbeSpec {
 
 pub const PROBES: &[ProbeSpec] = &[
     ProbeSpec { id: "cpu.flops", description: "GFLOP/s in f32 and f64 on one thread and on all threads" },
-    ProbeSpec { id: "cpu.aes_gcm", description: "AES-256-GCM encrypt/decrypt MB/s on 16 KiB buffers, one thread and all threads" },
-    ProbeSpec { id: "cpu.compress", description: "zstd levels 1 and 3 (and lz4) compress/decompress MB/s and ratio on a mixed corpus" },
-    ProbeSpec { id: "cpu.scaling", description: "the same work at 1 … N threads: throughput and parallel efficiency" },
-    ProbeSpec { id: "memory.bandwidth", description: "read, write, copy and triad GB/s on all threads, far beyond the last-level cache" },
+    ProbeSpec {
+        id: "cpu.aes_gcm",
+        description: "AES-256-GCM encrypt/decrypt MB/s on 16 KiB buffers, one thread and all threads",
+    },
+    ProbeSpec {
+        id: "cpu.compress",
+        description: "zstd levels 1 and 3 (and lz4) compress/decompress MB/s and ratio on a mixed corpus",
+    },
+    ProbeSpec {
+        id: "cpu.scaling",
+        description: "the same work at 1 … N threads: throughput and parallel efficiency",
+    },
+    ProbeSpec {
+        id: "memory.bandwidth",
+        description: "read, write, copy and triad GB/s on all threads, far beyond the last-level cache",
+    },
     ProbeSpec { id: "memory.latency", description: "random pointer-chasing latency from L1 to main memory" },
-    ProbeSpec { id: "storage.seq", description: "sequential read and write MB/s with 1 MiB blocks, direct I/O" },
-    ProbeSpec { id: "storage.rand4k", description: "4 KiB random read and write IOPS at queue depth, latency percentiles" },
-    ProbeSpec { id: "storage.mixed", description: "70/30 random 4 KiB read/write IOPS and latency percentiles" },
-    ProbeSpec { id: "storage.fsync", description: "4 KiB write + fsync: fsyncs per second and latency percentiles" },
-    ProbeSpec { id: "network.tcp", description: "TCP throughput to a peer, one and several streams, both directions" },
+    ProbeSpec {
+        id: "storage.seq",
+        description: "sequential read and write MB/s with 1 MiB blocks, direct I/O",
+    },
+    ProbeSpec {
+        id: "storage.rand4k",
+        description: "4 KiB random read and write IOPS at queue depth, latency percentiles",
+    },
+    ProbeSpec {
+        id: "storage.mixed",
+        description: "70/30 random 4 KiB read/write IOPS and latency percentiles",
+    },
+    ProbeSpec {
+        id: "storage.fsync",
+        description: "4 KiB write + fsync: fsyncs per second and latency percentiles",
+    },
+    ProbeSpec {
+        id: "network.tcp",
+        description: "TCP throughput to a peer, one and several streams, both directions",
+    },
     ProbeSpec { id: "network.latency", description: "TCP round-trip time percentiles to a peer" },
     ProbeSpec { id: "network.udp", description: "UDP loss and jitter to a peer at a target rate" },
-    ProbeSpec { id: "service.http", description: "HTTP load: requests/s, latency percentiles and error rate at a concurrency" },
+    ProbeSpec {
+        id: "service.http",
+        description: "HTTP load: requests/s, latency percentiles and error rate at a concurrency",
+    },
     ProbeSpec { id: "service.command", description: "wall time of a command over N iterations, percentiles" },
-    ProbeSpec { id: "service.recovery", description: "time from a disruptive command until a health check passes again" },
-    ProbeSpec { id: "process.sample", description: "CPU %, RSS and VMS of a process sampled over a scenario" },
+    ProbeSpec {
+        id: "service.recovery",
+        description: "time from a disruptive command until a health check passes again",
+    },
+    ProbeSpec {
+        id: "process.sample",
+        description: "CPU %, RSS and VMS of a process sampled over a scenario",
+    },
 ];
 
 macro_rules! m {

@@ -7,6 +7,7 @@
 //! collector stays small.
 
 pub mod catalogue;
+pub mod human;
 pub mod params;
 pub mod read;
 pub mod records;

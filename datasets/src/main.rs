@@ -6,12 +6,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use fathom_datasets::store::{default_url, Dataset};
+use fathom_datasets::store::{Dataset, default_url};
 use fathom_datasets::{schema, synth, validate};
 
 #[derive(Parser)]
 #[command(name = "fathom-datasets", version, about = "Tools for Fathom's Parquet dataset")]
 struct Cli {
+    /// More log output on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +62,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    fathom_datasets::human::init_logging(cli.verbose);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

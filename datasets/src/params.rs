@@ -10,15 +10,9 @@ where
     K: AsRef<str> + 'a,
     V: AsRef<str> + 'a,
 {
-    let sorted: BTreeMap<String, String> = pairs
-        .into_iter()
-        .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
-        .collect();
-    sorted
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let sorted: BTreeMap<String, String> =
+        pairs.into_iter().map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())).collect();
+    sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// The inverse of [`canonical`]; `None` when a part has no `=`.

@@ -10,30 +10,20 @@ use parquet::file::metadata::ParquetMetaDataReader;
 
 /// Decodes a whole Parquet file.
 pub fn read_parquet(bytes: Bytes) -> Result<Vec<RecordBatch>, ParquetError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ParquetError::General(e.to_string()))
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| ParquetError::General(e.to_string()))
 }
 
 /// Checks that in-memory bytes end with a readable Parquet footer.
 pub fn check_footer_bytes(bytes: &Bytes) -> Result<(), String> {
-    ParquetMetaDataReader::new()
-        .parse_and_finish(bytes)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    ParquetMetaDataReader::new().parse_and_finish(bytes).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Reads only the footer of a local Parquet file: cheap, and catches truncated or foreign files
 /// before an engine trips over them half-way through a scan.
 pub fn check_footer(path: &Path) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    ParquetMetaDataReader::new().parse_and_finish(&file).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

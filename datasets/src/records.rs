@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, MapBuilder,
-    MapFieldNames, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, MapBuilder, MapFieldNames,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{Table, SCHEMA_VERSION};
+use crate::schema::{SCHEMA_VERSION, Table};
 
 /// How a run ended (`runs.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,18 +132,11 @@ pub struct Sample {
 }
 
 fn string_map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
-    let names = MapFieldNames {
-        entry: "key_value".into(),
-        key: "key".into(),
-        value: "value".into(),
-    };
+    let names = MapFieldNames { entry: "key_value".into(), key: "key".into(), value: "value".into() };
     MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new())
 }
 
-fn append_map(
-    builder: &mut MapBuilder<StringBuilder, StringBuilder>,
-    map: &BTreeMap<String, String>,
-) {
+fn append_map(builder: &mut MapBuilder<StringBuilder, StringBuilder>, map: &BTreeMap<String, String>) {
     for (k, v) in map {
         builder.keys().append_value(k);
         builder.values().append_value(v);
@@ -174,8 +167,11 @@ pub fn runs_batch(runs: &[RunRecord]) -> RecordBatch {
     let mut cpu_model = StringBuilder::new();
     let mut cpu_cores = Int32Builder::new();
     let mut cpu_threads = Int32Builder::new();
-    let mut cpu_flags = ListBuilder::new(StringBuilder::new())
-        .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
+    let mut cpu_flags = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "element",
+        DataType::Utf8,
+        true,
+    )));
     let mut mem_bytes = Int64Builder::new();
     let mut os = StringBuilder::new();
     let mut kernel = StringBuilder::new();
@@ -428,14 +424,17 @@ pub(crate) mod tests {
         m.append(&r, &measurement("decrypt_1t", 1100.0));
         assert_eq!(m.finish().num_rows(), 2);
         let mut s = SamplesBuilder::default();
-        s.append(&r.run_id, &Sample {
-            probe: "cpu.aes_gcm".into(),
-            metric: "encrypt_1t".into(),
-            params: String::new(),
-            seq: 0,
-            t_offset_s: 0.5,
-            value: 999.0,
-        });
+        s.append(
+            &r.run_id,
+            &Sample {
+                probe: "cpu.aes_gcm".into(),
+                metric: "encrypt_1t".into(),
+                params: String::new(),
+                seq: 0,
+                t_offset_s: 0.5,
+                value: 999.0,
+            },
+        );
         assert_eq!(s.finish().num_rows(), 1);
     }
 

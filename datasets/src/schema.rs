@@ -196,19 +196,10 @@ pub static SAMPLES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 pub fn describe() -> String {
     let mut out = format!("# Fathom dataset contract v{SCHEMA_VERSION}\n");
     for table in Table::ALL {
-        out.push_str(&format!(
-            "\n{}/{}=YYYY-MM-DD/*.parquet\n",
-            table.dir(),
-            PARTITION_COLUMN
-        ));
+        out.push_str(&format!("\n{}/{}=YYYY-MM-DD/*.parquet\n", table.dir(), PARTITION_COLUMN));
         for field in table.schema().fields() {
             let null = if field.is_nullable() { "" } else { " not null" };
-            out.push_str(&format!(
-                "  {:<18} {}{}\n",
-                field.name(),
-                type_name(field.data_type()),
-                null
-            ));
+            out.push_str(&format!("  {:<18} {}{}\n", field.name(), type_name(field.data_type()), null));
         }
     }
     out

@@ -18,7 +18,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::schema::{Table, DELIVERED_DIR, PARTITION_COLUMN};
+use crate::schema::{DELIVERED_DIR, PARTITION_COLUMN, Table};
 
 /// The environment variable that overrides the default dataset URL.
 pub const DATASET_ENV: &str = "FATHOM_DATASET";
@@ -36,11 +36,7 @@ pub enum StoreError {
     #[error("cannot create the dataset folder {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
     #[error("{op} {location}: {source}")]
-    Object {
-        op: &'static str,
-        location: String,
-        source: object_store::Error,
-    },
+    Object { op: &'static str, location: String, source: object_store::Error },
 }
 
 /// The default dataset: `$FATHOM_DATASET`, else `$XDG_DATA_HOME/fathom/dataset`, else
@@ -59,8 +55,7 @@ pub fn default_url() -> String {
     base.join("fathom/dataset").display().to_string()
 }
 
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
-    LazyLock::new(Default::default);
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
 
 /// A Parquet file of one table, found by listing the dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,10 +102,7 @@ enum Location {
 }
 
 fn parse(url: &str) -> Result<Location, StoreError> {
-    let invalid = |reason: &str| StoreError::InvalidUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| StoreError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
     if url.trim().is_empty() {
         return Err(invalid("empty"));
     }
@@ -133,10 +125,7 @@ fn parse(url: &str) -> Result<Location, StoreError> {
             }
             Ok(Location::S3 { url: parsed })
         }
-        other => Err(StoreError::UnsupportedScheme {
-            url: url.to_string(),
-            scheme: other.to_string(),
-        }),
+        other => Err(StoreError::UnsupportedScheme { url: url.to_string(), scheme: other.to_string() }),
     }
 }
 
@@ -168,8 +157,10 @@ impl Dataset {
                 } else if !path.is_dir() {
                     return Err(StoreError::Missing(path.display().to_string()));
                 }
-                let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| {
-                    StoreError::Object { op: "open", location: path.display().to_string(), source }
+                let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object {
+                    op: "open",
+                    location: path.display().to_string(),
+                    source,
                 })?;
                 Ok(Dataset {
                     store: Arc::new(store),
@@ -192,11 +183,7 @@ impl Dataset {
                 let store = AmazonS3Builder::from_env()
                     .with_url(parsed.as_str())
                     .build()
-                    .map_err(|source| StoreError::Object {
-                        op: "open",
-                        location: url.to_string(),
-                        source,
-                    })?;
+                    .map_err(|source| StoreError::Object { op: "open", location: url.to_string(), source })?;
                 Ok(Dataset {
                     store: Arc::new(store),
                     root: Path::from(parsed.path().trim_matches('/')),
@@ -263,11 +250,7 @@ impl Dataset {
             .put(location, PutPayload::from_bytes(bytes))
             .await
             .map(|_| ())
-            .map_err(|source| StoreError::Object {
-                op: "write",
-                location: self.display(location),
-                source,
-            })
+            .map_err(|source| StoreError::Object { op: "write", location: self.display(location), source })
     }
 
     pub async fn get(&self, location: &Path) -> Result<Bytes, StoreError> {

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate};
 use crate::catalogue::Category;
 use crate::read::read_parquet;
 use crate::records::RunStatus;
-use crate::schema::{col, Table, SCHEMA_VERSION};
+use crate::schema::{SCHEMA_VERSION, Table, col};
 use crate::store::{DataFile, Dataset, DateRange, StoreError};
 
 /// One bad file and why.
@@ -76,9 +76,7 @@ pub async fn validate(dataset: &Dataset) -> Result<Report, StoreError> {
 }
 
 fn check_file(file: &DataFile, bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, String> {
-    let date = file
-        .date
-        .ok_or_else(|| "not inside a date=YYYY-MM-DD partition folder".to_string())?;
+    let date = file.date.ok_or_else(|| "not inside a date=YYYY-MM-DD partition folder".to_string())?;
     let batches = read_parquet(bytes).map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let Some(first) = batches.first() else {
         return Ok(batches);
@@ -142,7 +140,10 @@ fn check_rows(table: Table, date: NaiveDate, b: &RecordBatch) -> Result<(), Stri
             }
             let version = column(col::SCHEMA_VERSION).as_primitive::<Int32Type>();
             if let Some((row, v)) = version.iter().enumerate().find(|(_, v)| *v > Some(SCHEMA_VERSION)) {
-                return row_err(row, format!("schema_version {v:?} is newer than this reader ({SCHEMA_VERSION})"));
+                return row_err(
+                    row,
+                    format!("schema_version {v:?} is newer than this reader ({SCHEMA_VERSION})"),
+                );
             }
         }
         Table::Measurements => {
@@ -156,7 +157,9 @@ fn check_rows(table: Table, date: NaiveDate, b: &RecordBatch) -> Result<(), Stri
             }
             finite(column(col::VALUE), col::VALUE)?;
             let cv = column(col::CV).as_primitive::<Float64Type>();
-            if let Some((row, v)) = cv.iter().enumerate().find(|(_, v)| v.is_some_and(|v| v.is_nan() || v < 0.0)) {
+            if let Some((row, v)) =
+                cv.iter().enumerate().find(|(_, v)| v.is_some_and(|v| v.is_nan() || v < 0.0))
+            {
                 return row_err(row, format!("cv {v:?} is negative or not a number"));
             }
             let n = column(col::N).as_primitive::<Int32Type>();
@@ -214,9 +217,16 @@ mod tests {
         let report = validate(&ds).await.unwrap();
         let reasons: Vec<_> = report.problems.iter().map(|p| format!("{}: {}", p.path, p.reason)).collect();
         assert_eq!(report.problems.len(), 3, "{reasons:#?}");
-        assert!(reasons.iter().any(|r| r.contains("wrong.parquet") && r.contains("missing column")), "{reasons:#?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("wrong.parquet") && r.contains("missing column")),
+            "{reasons:#?}"
+        );
         assert!(reasons.iter().any(|r| r.contains("cut.parquet") && r.contains("not a readable Parquet")));
-        assert!(reasons.iter().any(|r| r.contains("moved.parquet") && r.contains("not in partition date=2026-02-04")));
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("moved.parquet") && r.contains("not in partition date=2026-02-04"))
+        );
         assert_eq!(report.uncommitted_runs, 1);
     }
 }

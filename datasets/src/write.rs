@@ -4,26 +4,23 @@
 //! the run, then the `_delivered/RUN_ID` marker. A writer cut off at any point leaves nothing a
 //! reader counts, and a retry of a delivered run writes nothing.
 
+use arrow_array::RecordBatch;
+use arrow_schema::DataType;
 use bytes::Bytes;
 use chrono::NaiveDate;
-use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use arrow_schema::DataType;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::schema::types::ColumnPath;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
-use crate::records::{runs_batch, Measurement, MeasurementsBuilder, RunRecord, Sample, SamplesBuilder};
+use crate::records::{Measurement, MeasurementsBuilder, RunRecord, Sample, SamplesBuilder, runs_batch};
 use crate::schema::Table;
 use crate::store::{Dataset, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("encoding Parquet for {table}: {source}")]
-    Encode {
-        table: Table,
-        source: parquet::errors::ParquetError,
-    },
+    Encode { table: Table, source: parquet::errors::ParquetError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -75,7 +72,9 @@ pub async fn write_table_file(
 /// What `write_run` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunWrite {
-    Written { bytes: u64 },
+    Written {
+        bytes: u64,
+    },
     /// The run's delivered marker already exists: nothing was written.
     AlreadyDelivered,
 }
@@ -138,9 +137,7 @@ mod tests {
     fn files_are_zstd_compressed() {
         let r = run("db-01", "2026-02-03T01:00:00Z");
         let bytes = encode_parquet(Table::Runs, &runs_batch(&[r])).unwrap();
-        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes)
-            .unwrap();
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
         let col = meta.row_group(0).column(0);
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
 
@@ -150,7 +147,11 @@ mod tests {
         let meta = parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
         let rg = meta.row_group(0);
         let value = rg.columns().iter().find(|c| c.column_path().string() == "value").unwrap();
-        assert!(value.encodings().any(|e| e == Encoding::BYTE_STREAM_SPLIT), "{:?}", value.encodings().collect::<Vec<_>>());
+        assert!(
+            value.encodings().any(|e| e == Encoding::BYTE_STREAM_SPLIT),
+            "{:?}",
+            value.encodings().collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

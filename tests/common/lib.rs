@@ -29,7 +29,17 @@ pub fn bin(name: &str) -> Command {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(repo_root())
-            .args(["build", "--quiet", "--bins", "-p", "fathom-datasets", "-p", "fathom-collector", "-p", "fathom-analyzer"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "fathom-datasets",
+                "-p",
+                "fathom-collector",
+                "-p",
+                "fathom-analyzer",
+            ])
             .status()
             .expect("running cargo build");
         assert!(status.success(), "building the binaries failed");
@@ -85,10 +95,27 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// A quick collector run: both real CPU probes with small budgets, so a test stays fast.
 pub fn quick_run_args(dataset: &Path, host: &str) -> Vec<String> {
     [
-        "run", "--suite", "quick", "--dataset", dataset.to_str().unwrap(), "--host", host,
-        "--role", "target", "--label", "site=lab", "--tag", "purpose=e2e",
-        "--param", "cpu.aes_gcm.budget=800ms", "--param", "cpu.aes_gcm.threads=2",
-        "--param", "cpu.compress.budget=800ms", "--param", "cpu.compress.corpus_size=512KiB",
+        "run",
+        "--suite",
+        "quick",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--host",
+        host,
+        "--role",
+        "target",
+        "--label",
+        "site=lab",
+        "--tag",
+        "purpose=e2e",
+        "--param",
+        "cpu.aes_gcm.budget=800ms",
+        "--param",
+        "cpu.aes_gcm.threads=2",
+        "--param",
+        "cpu.compress.budget=800ms",
+        "--param",
+        "cpu.compress.corpus_size=512KiB",
     ]
     .iter()
     .map(|s| s.to_string())

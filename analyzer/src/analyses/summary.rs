@@ -63,20 +63,17 @@ pub fn summary_frame(measurements: LazyFrame) -> PolarsResult<LazyFrame> {
             col(col::VALUE).cum_count(false).over(&keys)?.cast(DataType::Int64).alias("position"),
             col(col::VALUE).count().over(&keys)?.cast(DataType::Int64).alias("runs"),
         ]);
-    let latest = ordered
-        .clone()
-        .filter(col("position").eq(col("runs")))
-        .select([
-            col(col::HOST),
-            col(col::PROBE),
-            col(col::METRIC),
-            col(col::PARAMS),
-            col(col::UNIT),
-            col(col::HIGHER_IS_BETTER),
-            col(col::STARTED_AT).alias("latest_at"),
-            col(col::VALUE).alias("latest"),
-            col(col::CV).alias("latest_cv"),
-        ]);
+    let latest = ordered.clone().filter(col("position").eq(col("runs"))).select([
+        col(col::HOST),
+        col(col::PROBE),
+        col(col::METRIC),
+        col(col::PARAMS),
+        col(col::UNIT),
+        col(col::HIGHER_IS_BETTER),
+        col(col::STARTED_AT).alias("latest_at"),
+        col(col::VALUE).alias("latest"),
+        col(col::CV).alias("latest_cv"),
+    ]);
     let baseline = ordered
         .filter(
             col("position")
@@ -102,7 +99,8 @@ pub fn summarize(measurements: LazyFrame) -> PolarsResult<Vec<SummaryRow>> {
     let df = summary_frame(measurements)?.collect()?;
     let s = |name: &str| df.column(name).and_then(|c| c.str().cloned());
     let f = |name: &str| df.column(name).and_then(|c| c.cast(&DataType::Float64)?.f64().cloned());
-    let (host, probe, metric, params, unit) = (s(col::HOST)?, s(col::PROBE)?, s(col::METRIC)?, s(col::PARAMS)?, s(col::UNIT)?);
+    let (host, probe, metric, params, unit) =
+        (s(col::HOST)?, s(col::PROBE)?, s(col::METRIC)?, s(col::PARAMS)?, s(col::UNIT)?);
     let hib = df.column(col::HIGHER_IS_BETTER)?.bool()?.clone();
     let latest_at = df
         .column("latest_at")?
@@ -110,7 +108,8 @@ pub fn summarize(measurements: LazyFrame) -> PolarsResult<Vec<SummaryRow>> {
         .datetime()?
         .physical()
         .clone();
-    let (latest, latest_cv, baseline, change) = (f("latest")?, f("latest_cv")?, f("baseline_median")?, f("change")?);
+    let (latest, latest_cv, baseline, change) =
+        (f("latest")?, f("latest_cv")?, f("baseline_median")?, f("change")?);
     let runs = df.column("baseline_runs")?.u32()?.clone();
     let mut rows = Vec::with_capacity(df.height());
     for i in 0..df.height() {
@@ -156,14 +155,26 @@ mod tests {
         )
         .unwrap()
         .lazy()
-        .with_column(col(col::STARTED_AT).cast(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))))
+        .with_column(
+            col(col::STARTED_AT).cast(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))),
+        )
     }
 
     #[test]
     fn latest_against_the_median_of_the_seven_runs_before() {
         // Ten nights, out of order on purpose; the first two fall outside the baseline window.
         let mut rows: Vec<(&str, &str, i64, f64)> = vec![("a", "encrypt_1t", 9, 80.0)];
-        for (day, v) in [(0, 1000.0), (1, 1000.0), (2, 100.0), (3, 101.0), (4, 99.0), (5, 100.0), (6, 102.0), (7, 98.0), (8, 100.0)] {
+        for (day, v) in [
+            (0, 1000.0),
+            (1, 1000.0),
+            (2, 100.0),
+            (3, 101.0),
+            (4, 99.0),
+            (5, 100.0),
+            (6, 102.0),
+            (7, 98.0),
+            (8, 100.0),
+        ] {
             rows.push(("a", "encrypt_1t", day, v));
         }
         rows.push(("b", "encrypt_1t", 3, 50.0));

@@ -1,21 +1,20 @@
 //! Plain-text tables for people.
 
-use crate::analyses::summary::SummaryRow;
+use fathom_datasets::human::format_value;
 
-/// Values with four significant digits: enough to read, not more than the noise allows.
-pub fn format_value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
-    format!("{v:.digits$}")
-}
+use crate::analyses::summary::SummaryRow;
 
 /// A signed percentage with a mark saying whether the change is good for this metric.
 fn change_cell(row: &SummaryRow) -> String {
     match (row.change, row.improved()) {
         (Some(c), Some(better)) => {
-            let mark = if c.abs() < 0.005 { " " } else if better { "+" } else { "-" };
+            let mark = if c.abs() < 0.005 {
+                " "
+            } else if better {
+                "+"
+            } else {
+                "-"
+            };
             format!("{:+.1}% {mark}", c * 100.0)
         }
         _ => "n/a".to_string(),
@@ -41,19 +40,15 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             r.latest_at,
         ));
     }
-    out.push_str("change: latest against the median of up to 7 runs before it; + better, - worse for the metric\n");
+    out.push_str(
+        "change: latest against the median of up to 7 runs before it; + better, - worse for the metric\n",
+    );
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn four_significant_digits() {
-        assert_eq!(format_value(1234.5678), "1235");
-        assert_eq!(format_value(0.012345), "0.01235");
-    }
 
     #[test]
     fn change_marks_respect_direction() {

@@ -17,11 +17,36 @@ pub fn find(id: &str) -> Option<Box<dyn Probe>> {
 
 /// The parameters every probe takes: how much effort, not what is measured.
 pub const EFFORT_PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "budget", default: "", help: "time budget for the whole probe, e.g. 5s (default: the suite's)", identity: false },
-    ParamSpec { name: "warmup", default: "", help: "warm-up per metric before timing, e.g. 300ms", identity: false },
-    ParamSpec { name: "min_reps", default: "", help: "repetitions before the noise target may stop a metric", identity: false },
-    ParamSpec { name: "max_reps", default: "", help: "repetitions after which a metric stops regardless", identity: false },
-    ParamSpec { name: "target_cv", default: "", help: "stop once the coefficient of variation is below this, e.g. 0.02", identity: false },
+    ParamSpec {
+        name: "budget",
+        default: "",
+        help: "time budget for the whole probe, e.g. 5s (default: the suite's)",
+        identity: false,
+    },
+    ParamSpec {
+        name: "warmup",
+        default: "",
+        help: "warm-up per metric before timing, e.g. 300ms",
+        identity: false,
+    },
+    ParamSpec {
+        name: "min_reps",
+        default: "",
+        help: "repetitions before the noise target may stop a metric",
+        identity: false,
+    },
+    ParamSpec {
+        name: "max_reps",
+        default: "",
+        help: "repetitions after which a metric stops regardless",
+        identity: false,
+    },
+    ParamSpec {
+        name: "target_cv",
+        default: "",
+        help: "stop once the coefficient of variation is below this, e.g. 0.02",
+        identity: false,
+    },
 ];
 
 /// The `threads` parameter: a count, or `all` for every logical CPU.

@@ -5,14 +5,14 @@
 //! deltas and fleet outliers can be scored against it.
 
 use chrono::{Days, NaiveDate};
+use rand::RngExt;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use super::fleet::{probe_params, Effect, Host};
-use super::{rng_for, Stream};
-use crate::catalogue::{MetricSpec, METRICS, PROBES};
+use super::fleet::{Effect, Host, probe_params};
+use super::{Stream, rng_for};
+use crate::catalogue::{METRICS, MetricSpec, PROBES};
 
 /// Nights at the start without steps, drifts or upgrades, so detectors have a baseline.
 pub(super) const WARMUP: u32 = 20;
@@ -233,9 +233,10 @@ impl Injector<'_> {
         for &host in &order[..count] {
             let kind = OUTLIERS.choose(rng).expect("not empty");
             for &(probe, metric, p) in kind.iter() {
-                let hit = METRICS.iter().enumerate().filter(|(_, s)| {
-                    s.probe == probe && eventful(s) && metric.is_none_or(|m| m == s.metric)
-                });
+                let hit = METRICS
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.probe == probe && eventful(s) && metric.is_none_or(|m| m == s.metric));
                 for (i, spec) in hit.collect::<Vec<_>>() {
                     let effect = Effect { start: 0, full: 0, magnitude: magnitude(spec, p) };
                     self.add(EventKind::OutlierHost, host, i, effect, None);

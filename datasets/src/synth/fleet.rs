@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use rand::RngExt;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::RngExt;
 use rand_distr::StandardNormal;
 
-use super::classes::{scaling, Axis, HARDWARE_CLASSES, HOST_SPREAD, METRIC_SPREAD, TRUNCATE};
-use super::{rng_for, Stream};
+use super::classes::{Axis, HARDWARE_CLASSES, HOST_SPREAD, METRIC_SPREAD, TRUNCATE, scaling};
+use super::{Stream, rng_for};
 use crate::catalogue::{METRICS, PROBES};
 use crate::params::canonical;
 use crate::records::HostFacts;
@@ -35,9 +35,15 @@ const FAILURES: &[&str] = &[
 
 /// Probes that drop out together, and why.
 const PARTIALS: &[(&[&str], &str)] = &[
-    (&["network.tcp", "network.latency", "network.udp"], "peer unreachable: Connection refused (os error 111)"),
+    (
+        &["network.tcp", "network.latency", "network.udp"],
+        "peer unreachable: Connection refused (os error 111)",
+    ),
     (&["network.udp"], "peer does not answer UDP: timed out after 10 s"),
-    (&["service.http", "service.recovery"], "health check http://localhost:8080/health failed: 503 Service Unavailable"),
+    (
+        &["service.http", "service.recovery"],
+        "health check http://localhost:8080/health failed: 503 Service Unavailable",
+    ),
     (&["storage.mixed", "storage.fsync"], "time budget exhausted: the maintenance window ends at 03:00"),
 ];
 
@@ -47,8 +53,13 @@ pub(super) enum Night {
     Off,
     Ok,
     /// Bit i of `skipped` set: `PROBES[i]` did not run.
-    Partial { skipped: u32, reason: String },
-    Failed { reason: String },
+    Partial {
+        skipped: u32,
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// A change of a metric's level from night `start`, reaching `1 + magnitude` at night `full`
@@ -138,7 +149,9 @@ pub(super) fn probe_params(probe: &str, site: &str) -> String {
         "memory.bandwidth" => vec![("size", "1GiB"), ("threads", "all")],
         "memory.latency" => vec![("max_size", "1GiB"), ("stride", "random")],
         "storage.seq" => vec![("block_size", "1MiB"), ("direct", "true"), ("size", "4GiB")],
-        "storage.rand4k" => vec![("block_size", "4KiB"), ("direct", "true"), ("jobs", "1"), ("queue_depth", "32")],
+        "storage.rand4k" => {
+            vec![("block_size", "4KiB"), ("direct", "true"), ("jobs", "1"), ("queue_depth", "32")]
+        }
         "storage.mixed" => {
             vec![("block_size", "4KiB"), ("direct", "true"), ("queue_depth", "32"), ("rwmixread", "70")]
         }
@@ -146,9 +159,13 @@ pub(super) fn probe_params(probe: &str, site: &str) -> String {
         "network.tcp" => vec![("duration_s", "10"), ("peer", peer.as_str()), ("streams", "4")],
         "network.latency" => vec![("count", "1000"), ("peer", peer.as_str())],
         "network.udp" => vec![("bitrate", "1G"), ("duration_s", "10"), ("peer", peer.as_str())],
-        "service.http" => vec![("concurrency", "32"), ("duration_s", "20"), ("url", "http://localhost:8080/health")],
+        "service.http" => {
+            vec![("concurrency", "32"), ("duration_s", "20"), ("url", "http://localhost:8080/health")]
+        }
         "service.command" => vec![("command", "/usr/bin/python3 -c pass"), ("iterations", "50")],
-        "service.recovery" => vec![("command", "systemctl restart app"), ("health", "http://localhost:8080/health")],
+        "service.recovery" => {
+            vec![("command", "systemctl restart app"), ("health", "http://localhost:8080/health")]
+        }
         "process.sample" => vec![("interval_s", "1"), ("process", "app"), ("scenario", "http-load")],
         _ => vec![],
     };

@@ -17,16 +17,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{Days, NaiveDate};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::task::JoinSet;
 
 use crate::catalogue::{METRICS, PROBES};
 use crate::schema::Table;
 use crate::store::{Dataset, StoreError};
-use crate::write::{write_table_file, WriteError};
+use crate::write::{WriteError, write_table_file};
 
-pub use classes::{HardwareClass, HARDWARE_CLASSES};
+pub use classes::{HARDWARE_CLASSES, HardwareClass};
 pub use events::{EventKind, GroundTruth, InjectedEvent};
 
 /// The ground truth object, at the dataset root.
@@ -123,16 +123,13 @@ pub async fn generate(dataset: &Dataset, opts: &SynthOptions) -> Result<SynthSum
     if opts.hosts == 0 || opts.days == 0 {
         return Err(SynthError::Options("hosts and days must be at least 1".into()));
     }
-    let first = opts
-        .end
-        .checked_sub_days(Days::new(u64::from(opts.days - 1)))
-        .ok_or_else(|| SynthError::Options(format!("{} nights before {} is out of range", opts.days, opts.end)))?;
+    let first = opts.end.checked_sub_days(Days::new(u64::from(opts.days - 1))).ok_or_else(|| {
+        SynthError::Options(format!("{} nights before {} is out of range", opts.days, opts.end))
+    })?;
     let mut hosts = fleet::hosts(opts.seed, opts.hosts, opts.days);
     let events = events::inject(opts.seed, first, opts.days, &mut hosts);
-    let probe_metrics = PROBES
-        .iter()
-        .map(|p| (0..METRICS.len()).filter(|&i| METRICS[i].probe == p.id).collect())
-        .collect();
+    let probe_metrics =
+        PROBES.iter().map(|p| (0..METRICS.len()).filter(|&i| METRICS[i].probe == p.id).collect()).collect();
     let fleet = Arc::new(Fleet { seed: opts.seed, first, samples: opts.samples, hosts, probe_metrics });
 
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, MAX_PARALLEL);

@@ -98,7 +98,8 @@ async fn classes_of(ds: &Dataset) -> HashMap<String, usize> {
         for (i, host) in strings(&b, col::HOST).enumerate() {
             let entry = labels.value(i);
             let (keys, values) = (entry.column(0).as_string::<i32>(), entry.column(1).as_string::<i32>());
-            let class = (0..keys.len()).find(|&k| keys.value(k) == "hw_class").map(|k| values.value(k)).unwrap();
+            let class =
+                (0..keys.len()).find(|&k| keys.value(k) == "hw_class").map(|k| values.value(k)).unwrap();
             out.insert(host.to_string(), HARDWARE_CLASSES.iter().position(|c| c.name == class).unwrap());
         }
     }
@@ -126,7 +127,8 @@ async fn same_seed_same_dataset_other_seed_differs() {
     assert_eq!(truth_bytes(a.clone()).await, truth_bytes(b.clone()).await);
     assert_ne!(truth_bytes(a.clone()).await, truth_bytes(c.clone()).await);
     for table in [Table::Runs, Table::Measurements] {
-        let (ra, rb, rc) = (read_table(&a, table).await, read_table(&b, table).await, read_table(&c, table).await);
+        let (ra, rb, rc) =
+            (read_table(&a, table).await, read_table(&b, table).await, read_table(&c, table).await);
         assert!(!ra.is_empty());
         assert_eq!(ra, rb, "{table}");
         assert_ne!(ra, rc, "{table}");
@@ -171,7 +173,8 @@ async fn a_small_fleet_validates_and_covers_the_catalogue() {
 #[tokio::test]
 async fn ground_truth_has_the_documented_shape() {
     let (ds, _) = make("shape", &options(30, 120, 3)).await;
-    let json: serde_json::Value = serde_json::from_slice(&ds.get(&ds.child(GROUND_TRUTH_FILE)).await.unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&ds.get(&ds.child(GROUND_TRUTH_FILE)).await.unwrap()).unwrap();
     assert_eq!(json["seed"], 3);
     assert_eq!(json["hosts"], 30);
     assert_eq!(json["days"], 120);
@@ -233,7 +236,8 @@ async fn classes_are_strictly_ordered_and_noise_is_typical() {
                 continue;
             }
             let mean = quiet.iter().sum::<f64>() / quiet.len() as f64;
-            let sd = (quiet.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (quiet.len() - 1) as f64).sqrt();
+            let sd =
+                (quiet.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (quiet.len() - 1) as f64).sqrt();
             cvs.push(sd / mean);
             by_class[class_of[*host]].push(median(&mut quiet.clone()));
         }
@@ -374,4 +378,3 @@ async fn timing_200_hosts_365_days() {
     }
     println!("{summary:?} in {elapsed:.2?}; events by kind {kinds:?}");
 }
-

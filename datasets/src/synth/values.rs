@@ -6,12 +6,12 @@
 //! high `foreign_cpu` and a value 5–25 % worse.
 
 use chrono::{DateTime, Days, Duration, NaiveTime, Utc};
-use rand::rngs::StdRng;
 use rand::RngExt;
+use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
 
-use super::fleet::{probe_params, probe_seconds, Host, Night, SITES};
-use super::{rng_for, Fleet, Stream};
+use super::fleet::{Host, Night, SITES, probe_params, probe_seconds};
+use super::{Fleet, Stream, rng_for};
 use crate::catalogue::{METRICS, PROBES};
 use crate::records::{Measurement, MeasurementsBuilder, RunRecord, RunStatus, Sample, SamplesBuilder};
 use crate::schema::SCHEMA_VERSION;
@@ -97,7 +97,8 @@ impl ProbeRun {
         let disturbed = rng.random_bool(DISTURBED_RATE);
         if disturbed {
             let foreign_cpu: f64 = rng.random_range(0.15..0.6);
-            let worse = (0.05 + 0.2 * (foreign_cpu - 0.15) / 0.45 * rng.random_range(0.7..1.3_f64)).clamp(0.05, 0.25);
+            let worse =
+                (0.05 + 0.2 * (foreign_cpu - 0.15) / 0.45 * rng.random_range(0.7..1.3_f64)).clamp(0.05, 0.25);
             ProbeRun { disturbed, foreign_cpu, worse, shared: rng.sample(StandardNormal) }
         } else {
             let foreign_cpu = rng.random_range(0.0..0.03);
@@ -169,13 +170,18 @@ pub(super) fn night(fleet: &Fleet, night: u32) -> NightRows {
             continue;
         }
         let mut rng = rng_for(fleet.seed, Stream::Values, h as u64, u64::from(night));
-        let started = two_am + Duration::microseconds(rng.random_range(-JITTER_S * 1_000_000..=JITTER_S * 1_000_000));
+        let started =
+            two_am + Duration::microseconds(rng.random_range(-JITTER_S * 1_000_000..=JITTER_S * 1_000_000));
         let mut run = RunRecord {
             run_id: run_id(started, &mut rng),
             host: host.name.clone(),
             role: host.role.into(),
             labels: host.labels(),
-            tags: host.tags.get(&night).map(|v| [("upgrade".to_string(), v.clone())].into()).unwrap_or_default(),
+            tags: host
+                .tags
+                .get(&night)
+                .map(|v| [("upgrade".to_string(), v.clone())].into())
+                .unwrap_or_default(),
             suite: "standard".into(),
             schedule: Some("nightly".into()),
             started_at: started,
@@ -268,7 +274,8 @@ mod tests {
         let mut rng = rng_for(1, Stream::Values, 0, 0);
         let quiet = ProbeRun { disturbed: false, foreign_cpu: 0.01, worse: 0.0, shared: 0.0 };
         let bad = ProbeRun { disturbed: true, foreign_cpu: 0.4, worse: 0.2, shared: 0.0 };
-        for (i, spec) in METRICS.iter().enumerate().filter(|(_, s)| s.typical_cv > 0.0 && s.typical_cv < 0.2) {
+        for (i, spec) in METRICS.iter().enumerate().filter(|(_, s)| s.typical_cv > 0.0 && s.typical_cv < 0.2)
+        {
             let (mut a, mut b) = ([0.0; REPETITIONS], [0.0; REPETITIONS]);
             let (mut qa, mut qb) = (0.0, 0.0);
             for _ in 0..200 {

@@ -6,20 +6,25 @@
 
 use std::time::Instant;
 
+use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
-use aes_gcm::Aes256Gcm;
 
 use crate::load::LoadMeter;
 use crate::measure::{parallel_throughput_mbps, repeat, slice_for, throughput_mbps};
-use crate::probe::{parse_size, ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput};
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
 use crate::probes::threads_param;
 
 pub struct AesGcm;
 
 const PARAMS: &[ParamSpec] = &[
     ParamSpec { name: "buffer", default: "16KiB", help: "bytes per encrypt/decrypt call", identity: true },
-    ParamSpec { name: "threads", default: "all", help: "threads for the *_mt metrics: a number or `all`", identity: true },
+    ParamSpec {
+        name: "threads",
+        default: "all",
+        help: "threads for the *_mt metrics: a number or `all`",
+        identity: true,
+    },
 ];
 
 /// One thread's working set: a cipher, a ciphertext of the buffer, and an output buffer.
@@ -81,8 +86,12 @@ impl Probe for AesGcm {
         let per_metric = ctx.effort.budget / 4;
         let slice = slice_for(per_metric, &ctx.effort);
         let mut out = ProbeOutput::default();
-        let metrics: [(&str, bool, usize); 4] =
-            [("encrypt_1t", true, 1), ("decrypt_1t", false, 1), ("encrypt_mt", true, threads), ("decrypt_mt", false, threads)];
+        let metrics: [(&str, bool, usize); 4] = [
+            ("encrypt_1t", true, 1),
+            ("decrypt_1t", false, 1),
+            ("encrypt_mt", true, threads),
+            ("decrypt_mt", false, threads),
+        ];
         for (i, (metric, encrypt, n)) in metrics.into_iter().enumerate() {
             let load = LoadMeter::start();
             let reps = if n == 1 {

@@ -7,13 +7,18 @@ use std::time::Instant;
 
 use crate::load::LoadMeter;
 use crate::measure::{repeat, slice_for, throughput_mbps};
-use crate::probe::{parse_size, ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions};
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
 use crate::probes::cpu::corpus;
 
 pub struct Compress;
 
 const PARAMS: &[ParamSpec] = &[
-    ParamSpec { name: "corpus", default: "builtin", help: "`builtin` or the path of a file to compress", identity: true },
+    ParamSpec {
+        name: "corpus",
+        default: "builtin",
+        help: "`builtin` or the path of a file to compress",
+        identity: true,
+    },
     ParamSpec { name: "corpus_size", default: "4MiB", help: "size of the built-in corpus", identity: true },
 ];
 
@@ -55,7 +60,9 @@ impl Probe for Compress {
             let reps = repeat(ctx, per_metric, start, || {
                 Ok(throughput_mbps(slice, || {
                     unpacked.clear();
-                    decompressor.decompress_to_buffer(&packed, &mut unpacked).expect("own output decompresses");
+                    decompressor
+                        .decompress_to_buffer(&packed, &mut unpacked)
+                        .expect("own output decompresses");
                     unpacked.len()
                 }))
             })?;

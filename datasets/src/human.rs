@@ -1,0 +1,45 @@
+//! What the three binaries share in front of people: log set-up and number formatting.
+
+use std::io::IsTerminal;
+
+/// Logs to stderr: warnings by default, `-v` for info, `-vv` for debug; `FATHOM_LOG` (an
+/// `EnvFilter` directive such as `fathom_analyzer=debug`) overrides both.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FATHOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Values with four significant digits: enough to read, not more than the noise allows.
+pub fn format_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+    format!("{v:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_have_four_significant_digits() {
+        assert_eq!(format_value(1234.5678), "1235");
+        assert_eq!(format_value(12.345678), "12.35");
+        assert_eq!(format_value(0.012345), "0.01235");
+        assert_eq!(format_value(-2.5), "-2.500");
+        assert_eq!(format_value(0.0), "0");
+    }
+}
