@@ -102,3 +102,72 @@ fn a_corrupt_page_behind_a_valid_footer_is_reported_and_skipped() {
         bytes[4..len - footer].fill(0xAB);
     });
 }
+
+#[test]
+fn bad_parameter_values_fail_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (param, needle) in [
+        ("cpu.aes_gcm.buffer=lots", "--param cpu.aes_gcm.buffer: `lots` is not a size"),
+        ("cpu.aes_gcm.buffer=0", "--param cpu.aes_gcm.buffer: `0` is not within 1 B to 64 MiB"),
+        ("cpu.aes_gcm.threads=many", "--param cpu.aes_gcm.threads: `many` is not a thread count"),
+        ("cpu.compress.corpus=/dev/zero", "is not a regular file"),
+        ("cpu.compress.max_reps=0", "need 1 <= min_reps <= max_reps"),
+        ("cpu.compress.target_cv=-1", "target_cv: must be a fraction"),
+        ("cpu.aes_gcm.budget=99999999999999999999999", "longer than a day"),
+    ] {
+        fails_with(bin("fathom-collector").args(["run", "--param", param, "--dataset"]).arg(dir.path()), needle);
+    }
+    assert!(files_under(dir.path()).is_empty(), "nothing ran, nothing written");
+    fails_with(
+        bin("fathom-collector").args(["run", "--probes", "cpu.compress,cpu.compress", "--dataset"]).arg(dir.path()),
+        "listed twice",
+    );
+    fails_with(bin("fathom-collector").args(["run", "--host", "", "--dataset"]).arg(dir.path()), "--host may not be empty");
+}
+
+#[test]
+fn a_file_of_another_table_is_skipped_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("ds");
+    let a = json(&ok(bin("fathom-collector").args(quick_run_args(&dataset, "host-a")).arg("--json")));
+    let run_id = a["run_id"].as_str().unwrap();
+    let runs_file = files_under(&dataset)
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("/runs/") && f.ends_with(format!("{run_id}.parquet")))
+        .unwrap();
+    // A runs file dropped into measurements/: valid Parquet, wrong columns.
+    let misplaced = runs_file.to_string_lossy().replace("/runs/", "/measurements/").replace(run_id, "misplaced");
+    std::fs::copy(&runs_file, &misplaced).unwrap();
+
+    let out = run(bin("fathom-analyzer").args(["summary", "--json", "--dataset"]).arg(&dataset));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(warning.contains("misplaced.parquet") && warning.contains("missing column"), "{warning}");
+    let summary = json(&stdout(&out));
+    assert!(!summary["series"].as_array().unwrap().is_empty(), "host-a's real rows still count");
+
+    let out = run(bin("fathom-datasets").arg("validate").arg(&dataset));
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("misplaced.parquet"), "{}", stdout(&out));
+}
+
+#[test]
+fn validate_refuses_a_folder_that_is_no_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    fails_with(bin("fathom-datasets").arg("validate").arg(dir.path()), "is it a Fathom dataset?");
+}
+
+#[test]
+fn synth_refuses_to_mix_into_an_existing_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet");
+    let synth = |extra: &[&str]| {
+        let mut cmd = bin("fathom-datasets");
+        cmd.args(["synth", "--hosts", "2", "--days", "2", "--end", "2026-01-02", "--out"]).arg(&out).args(extra);
+        cmd
+    };
+    ok(&mut synth(&[]));
+    fails_with(&mut synth(&[]), "already holds a dataset");
+    ok(&mut synth(&["--force"]));
+}

@@ -115,3 +115,33 @@ fn the_schema_command_names_every_table() {
         assert!(out.contains(needle), "{needle} in {out}");
     }
 }
+
+#[test]
+fn sigterm_stops_between_repetitions_and_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("ds");
+    let child = bin("fathom-collector")
+        .args(["run", "--probes", "cpu.aes_gcm,cpu.compress", "--json", "--dataset"])
+        .arg(&dataset)
+        .args(["--param", "cpu.aes_gcm.budget=4s", "--param", "cpu.aes_gcm.max_reps=1000"])
+        .args(["--param", "cpu.aes_gcm.target_cv=0.000001", "--param", "cpu.aes_gcm.threads=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each aes metric has a 1 s budget it cannot meet early (the CV target is unreachable):
+    // after 2.5 s the first two metrics are done and the third is under way.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(run["status"], "partial", "{run}");
+    assert!(run["status_reason"].as_str().unwrap().contains("interrupted"));
+    let metrics: Vec<_> = run["measurements"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect();
+    assert!(metrics.contains(&"encrypt_1t") && metrics.contains(&"decrypt_1t"), "{metrics:?}");
+    assert!(!metrics.iter().any(|m| m.starts_with("zstd")), "cpu.compress never started: {metrics:?}");
+    let report = ok(bin("fathom-datasets").arg("validate").arg(&dataset));
+    assert!(report.contains("1 runs"), "the partial run is committed: {report}");
+}

@@ -4,14 +4,14 @@
 //! one place that knows the layout and the object store. A local dataset is then scanned by
 //! Polars straight from disk; a remote one (`s3://`, `memory://`) is fetched as bytes through
 //! the same object store and scanned from memory, so the analyzer needs no cloud feature of
-//! its own. Every file's footer is checked first: a truncated or foreign file is skipped with
+//! its own. Every file's footer and schema are checked first: a truncated, foreign or misplaced file is skipped with
 //! a warning naming it, instead of failing the whole night; when a query still fails (a corrupt
 //! page behind a valid footer), [`Loader::recheck`] decodes every file, drops the bad ones and
 //! the query runs again.
 
 use std::collections::BTreeMap;
 
-use fathom_datasets::read::{check_footer, check_footer_bytes, read_parquet};
+use fathom_datasets::read::{check_file, check_local_file, read_parquet};
 use fathom_datasets::schema::{Table, col};
 use fathom_datasets::store::{DataFile, Dataset, DateRange};
 use futures::{StreamExt, TryStreamExt};
@@ -66,8 +66,8 @@ impl Loader {
         if !self.accepted.contains_key(&table) {
             let files = self.dataset.list_files(table, self.range).await?;
             let accepted = match self.dataset.local_root() {
-                Some(_) => self.check_local(&files),
-                None => self.fetch_remote(&files).await?,
+                Some(_) => self.check_local(table, &files),
+                None => self.fetch_remote(table, &files).await?,
             };
             self.accepted.insert(table, accepted);
         }
@@ -100,12 +100,12 @@ impl Loader {
             .map_err(|source| LoadError::Scan { table, source })
     }
 
-    fn check_local(&mut self, files: &[DataFile]) -> Vec<Accepted> {
+    fn check_local(&mut self, table: Table, files: &[DataFile]) -> Vec<Accepted> {
         let mut accepted = Vec::with_capacity(files.len());
         for file in files {
             let path = self.dataset.local_path(&file.location).expect("local dataset");
             let name = path.display().to_string();
-            match check_footer(&path) {
+            match check_local_file(table, &path) {
                 Ok(()) => accepted.push(Accepted { path: name, source: Source::Local(path) }),
                 Err(reason) => self.skip(name, reason),
             }
@@ -113,7 +113,7 @@ impl Loader {
         accepted
     }
 
-    async fn fetch_remote(&mut self, files: &[DataFile]) -> Result<Vec<Accepted>, LoadError> {
+    async fn fetch_remote(&mut self, table: Table, files: &[DataFile]) -> Result<Vec<Accepted>, LoadError> {
         let dataset = &self.dataset;
         let fetched: Vec<(String, bytes::Bytes)> = futures::stream::iter(files)
             .map(|f| async move {
@@ -125,7 +125,7 @@ impl Loader {
             .await?;
         let mut accepted = Vec::with_capacity(fetched.len());
         for (path, bytes) in fetched {
-            match check_footer_bytes(&bytes) {
+            match check_file(table, &bytes) {
                 Ok(()) => accepted.push(Accepted { path, source: Source::Fetched(bytes) }),
                 Err(reason) => self.skip(path, reason),
             }
@@ -134,8 +134,8 @@ impl Loader {
     }
 
     fn skip(&mut self, path: String, reason: String) {
-        tracing::warn!("skipping {path}: not a readable Parquet file ({reason})");
-        self.skipped.push(SkippedFile { path, reason: format!("not a readable Parquet file: {reason}") });
+        tracing::warn!("skipping {path}: {reason}");
+        self.skipped.push(SkippedFile { path, reason });
     }
 
     /// Decodes every accepted file in full and drops those that fail, for when a query failed
@@ -150,7 +150,8 @@ impl Loader {
                     }
                     Source::Fetched(bytes) => Ok(bytes.clone()),
                 };
-                match bytes.and_then(|b| read_parquet(b).map(|_| ()).map_err(|e| e.to_string())) {
+                let decoded = bytes.and_then(|b| read_parquet(b).map(|_| ()).map_err(|e| format!("not a readable Parquet file: {e}")));
+                match decoded {
                     Ok(()) => true,
                     Err(reason) => {
                         bad.push((file.path.clone(), reason));

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use fathom_collector::host;
 use fathom_collector::output::{ProgressReporter, run_json, run_table};
-use fathom_collector::params::{parse_overrides, parse_pair};
+use fathom_collector::params::{check_all, parse_overrides, parse_pair};
 use fathom_collector::probe::{CancelToken, Probe};
 use fathom_collector::probes::{self, EFFORT_PARAMS};
 use fathom_collector::runner::{RunSpec, run_probes};
@@ -109,20 +109,27 @@ fn select_probes(args: &RunArgs) -> Result<Vec<Box<dyn Probe>>> {
     if args.probes.is_empty() {
         return Ok(args.suite.probes());
     }
-    args.probes
-        .iter()
-        .map(|id| {
-            probes::find(id.trim()).with_context(|| {
-                let known: Vec<_> = probes::all().iter().map(|p| p.id()).collect();
-                format!("unknown probe `{id}` (known: {})", known.join(", "))
-            })
-        })
-        .collect()
+    let mut selected: Vec<Box<dyn Probe>> = Vec::new();
+    for id in &args.probes {
+        let probe = probes::find(id.trim()).with_context(|| {
+            let known: Vec<_> = probes::all().iter().map(|p| p.id()).collect();
+            format!("unknown probe `{id}` (known: {})", known.join(", "))
+        })?;
+        if selected.iter().any(|p| p.id() == probe.id()) {
+            bail!("probe `{id}` is listed twice in --probes");
+        }
+        selected.push(probe);
+    }
+    Ok(selected)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     let probes = select_probes(&args)?;
     let overrides = parse_overrides(&args.params)?;
+    check_all(&probes, args.suite.effort(), &overrides)?;
+    if args.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+        bail!("--host may not be empty");
+    }
     for probe_id in overrides.keys() {
         if !probes.iter().any(|p| p.id() == probe_id) {
             tracing::warn!("--param for {probe_id}, which this run does not include");
@@ -132,15 +139,23 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let tags = args.tags.iter().map(|t| parse_pair(t, "--tag")).collect::<Result<_>>()?;
     let url = args.dataset.clone().unwrap_or_else(default_url);
     let dataset = Dataset::create(&url).with_context(|| format!("opening dataset {url}"))?;
-    // One worker thread: it waits for Ctrl-C while probes run on this thread.
+    // One worker thread: it waits for Ctrl-C or SIGTERM while probes run on this thread.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let cancel = CancelToken::default();
     let on_signal = cancel.clone();
     runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping after the current repetition");
-            on_signal.cancel();
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => s.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
         }
+        eprintln!("interrupted: stopping after the current repetition; the run so far is recorded");
+        on_signal.cancel();
     });
 
     let spec = RunSpec {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::probe::{Effort, Probe, parse_duration};
+use crate::probe::{Effort, Probe, ProbeError, parse_duration};
 use crate::probes::{self, EFFORT_PARAMS};
 
 /// Overrides by probe id, then parameter name.
@@ -62,6 +62,19 @@ pub fn resolve(probe: &dyn Probe, overrides: &Overrides) -> BTreeMap<String, Str
         .collect()
 }
 
+/// Checks every probe's effort and parameter values before anything runs.
+pub fn check_all(probes: &[Box<dyn Probe>], base: Effort, overrides: &Overrides) -> Result<()> {
+    for probe in probes {
+        effort(base, probe.id(), overrides)?;
+        match probe.check(&resolve(probe.as_ref(), overrides)) {
+            Ok(()) => {}
+            Err(ProbeError::Param { name, reason }) => bail!("--param {}.{name}: {reason}", probe.id()),
+            Err(e) => bail!("{}: {e}", probe.id()),
+        }
+    }
+    Ok(())
+}
+
 /// The suite's effort with the probe's effort overrides applied.
 pub fn effort(base: Effort, probe_id: &str, overrides: &Overrides) -> Result<Effort> {
     let mut e = base;
@@ -78,6 +91,12 @@ pub fn effort(base: Effort, probe_id: &str, overrides: &Overrides) -> Result<Eff
             }
             _ => {}
         }
+    }
+    if e.budget.is_zero() {
+        bail!("--param {probe_id}.budget: must be more than zero");
+    }
+    if !(e.target_cv > 0.0 && e.target_cv < 1.0) {
+        bail!("--param {probe_id}.target_cv: must be a fraction between 0 and 1, e.g. 0.02");
     }
     if e.min_reps == 0 || e.max_reps < e.min_reps {
         bail!("--param {probe_id}: need 1 <= min_reps <= max_reps (got {} and {})", e.min_reps, e.max_reps);
@@ -108,8 +127,10 @@ mod tests {
         assert!(err("buffer=1").contains("malformed --param"));
         assert!(err("gpu.magic.x=1").contains("unknown probe `gpu.magic`"));
         assert!(err("cpu.aes_gcm.bufer=1").contains("has no parameter `bufer`"));
-        let o = parse_overrides(&["cpu.aes_gcm.min_reps=0".into()]).unwrap();
-        assert!(effort(Suite::Quick.effort(), "cpu.aes_gcm", &o).is_err());
+        for bad in ["min_reps=0", "target_cv=-1", "target_cv=NaN", "budget=0s", "budget=99999999999999999999"] {
+            let o = parse_overrides(&[format!("cpu.aes_gcm.{bad}")]).unwrap();
+            assert!(effort(Suite::Quick.effort(), "cpu.aes_gcm", &o).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -152,7 +152,15 @@ pub trait Probe: Send + Sync {
     /// The probe's own parameters; the common effort parameters are added by the runner.
     fn params(&self) -> &'static [ParamSpec];
 
-    fn run(&self, ctx: &ProbeContext) -> Result<ProbeOutput, ProbeError>;
+    /// Checks parameter values before anything runs, so a typo fails in a second, not after
+    /// the probes before it have run.
+    fn check(&self, _params: &BTreeMap<String, String>) -> Result<(), ProbeError> {
+        Ok(())
+    }
+
+    /// Measures, recording into `out` as it goes: what was recorded stays in the run even when
+    /// the probe is cancelled or fails half-way.
+    fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError>;
 
     /// The canonical `params` text of this run: the identity parameters only.
     fn params_text(&self, ctx: &ProbeContext) -> String {
@@ -193,7 +201,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" | "min" => num * 60.0,
         other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    if secs > 86_400.0 {
+        return Err(format!("`{text}` is longer than a day"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a duration (e.g. 2s, 500ms)"))
 }
 
 #[cfg(test)]
@@ -210,6 +221,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999999999999999").unwrap_err().contains("longer than a day"));
     }
 
     #[test]

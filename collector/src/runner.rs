@@ -10,7 +10,7 @@ use chrono::Utc;
 use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus, Sample};
 
 use crate::params::{Overrides, effort, resolve};
-use crate::probe::{CancelToken, Effort, Probe, ProbeContext, ProbeError};
+use crate::probe::{CancelToken, Effort, Probe, ProbeContext, ProbeError, ProbeOutput};
 
 pub trait Reporter: Sync {
     fn probe_started(&self, _index: usize, _total: usize, _probe: &str) {}
@@ -98,15 +98,14 @@ pub fn run_probes(
             cancel: cancel.clone(),
             progress: &progress,
         };
-        let outcome = probe.run(&ctx);
+        let mut out = ProbeOutput::default();
+        let outcome = probe.run(&ctx, &mut out);
+        let measured = out.measurements.len();
+        result.measurements.extend(out.measurements);
+        result.samples.extend(out.samples);
+        result.notes.extend(out.notes.into_iter().map(|n| format!("{}: {n}", probe.id())));
         let summary = match outcome {
-            Ok(out) => {
-                let n = out.measurements.len();
-                result.measurements.extend(out.measurements);
-                result.samples.extend(out.samples);
-                result.notes.extend(out.notes.into_iter().map(|n| format!("{}: {n}", probe.id())));
-                Ok(n)
-            }
+            Ok(()) => Ok(measured),
             Err(ProbeError::Cancelled) => {
                 cancelled = true;
                 Err("cancelled".to_string())
@@ -147,7 +146,7 @@ fn status_of(result: &RunResult, cancelled: bool, planned: usize) -> (RunStatus,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{ParamSpec, ProbeOutput, Repetitions};
+    use crate::probe::{ParamSpec, Repetitions};
 
     struct Fixed(&'static str, bool);
     impl Probe for Fixed {
@@ -157,14 +156,13 @@ mod tests {
         fn params(&self) -> &'static [ParamSpec] {
             &[]
         }
-        fn run(&self, _: &ProbeContext) -> Result<ProbeOutput, ProbeError> {
+        fn run(&self, _: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
             if !self.1 {
                 return Err(ProbeError::Failed("disk on fire".into()));
             }
-            let mut out = ProbeOutput::default();
             let reps = Repetitions { values: vec![1.0, 2.0, 3.0], offsets: vec![0.0, 0.1, 0.2] };
             out.record("cpu.aes_gcm", "encrypt_1t", "", &reps, Default::default());
-            Ok(out)
+            Ok(())
         }
     }
 

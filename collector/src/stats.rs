@@ -25,10 +25,11 @@ pub fn stddev(values: &[f64]) -> Option<f64> {
     Some((ss / (values.len() - 1) as f64).sqrt())
 }
 
-/// Coefficient of variation as a fraction (0.02 = 2 %); `None` when the mean is zero.
+/// Coefficient of variation as a fraction (0.02 = 2 %); `None` for fewer than two values (one
+/// value says nothing about noise) or a zero mean.
 pub fn cv(values: &[f64]) -> Option<f64> {
     let m = mean(values)?;
-    (m != 0.0).then(|| stddev(values).unwrap_or(0.0) / m.abs())
+    (values.len() >= 2 && m != 0.0).then(|| stddev(values).unwrap_or(0.0) / m.abs())
 }
 
 /// Everything a measurement row records about its repetitions.
@@ -67,8 +68,8 @@ mod tests {
     }
 
     #[test]
-    fn cv_of_one_sample_and_of_constants_is_zero() {
-        assert_eq!(cv(&[5.0]), Some(0.0));
+    fn cv_of_one_sample_is_unknown_and_of_constants_zero() {
+        assert_eq!(cv(&[5.0]), None);
         assert_eq!(cv(&[2.0, 2.0, 2.0]), Some(0.0));
         assert_eq!(cv(&[0.0, 0.0]), None);
     }

@@ -57,6 +57,9 @@ enum Command {
         /// Also write every raw repetition to the samples table (about 5× the rows).
         #[arg(long)]
         samples: bool,
+        /// Write even if --out already holds a dataset (its files are overwritten or mixed in).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -70,6 +73,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether any table or the ground truth is already there.
+async fn holds_data(dataset: &Dataset) -> Result<bool> {
+    for table in fathom_datasets::Table::ALL {
+        if !dataset.list_files(table, Default::default()).await?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(dataset.exists(&dataset.child(synth::GROUND_TRUTH_FILE)).await?)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -87,6 +100,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let url = url.unwrap_or_else(default_url);
             let dataset = Dataset::open(&url)?;
             let report = runtime.block_on(validate::validate(&dataset))?;
+            if report.files == 0 {
+                anyhow::bail!(
+                    "{} has no Parquet files under runs/, measurements/ or samples/: is it a Fathom dataset?",
+                    dataset.url()
+                );
+            }
             for p in &report.problems {
                 println!("bad: {}: {}", p.path, p.reason);
             }
@@ -105,9 +124,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Synth { out, hosts, days, seed, end, samples } => {
+        Command::Synth { out, hosts, days, seed, end, samples, force } => {
             anyhow::ensure!(hosts > 0 && days > 0, "--hosts and --days must be at least 1");
             let dataset = Dataset::create(&out)?;
+            if !force && runtime.block_on(holds_data(&dataset))? {
+                anyhow::bail!(
+                    "{} already holds a dataset: choose an empty folder, or pass --force to write into it",
+                    dataset.url()
+                );
+            }
             let end = end.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let opts = synth::SynthOptions { hosts, days, seed, end, samples };
             let started = std::time::Instant::now();

@@ -192,6 +192,38 @@ pub static SAMPLES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+fn same_type(found: &DataType, expected: &DataType) -> bool {
+    match (found, expected) {
+        (DataType::Timestamp(fu, ftz), DataType::Timestamp(eu, _)) => {
+            fu == eu && matches!(ftz.as_deref(), Some("UTC" | "+00:00" | "Etc/UTC"))
+        }
+        _ => found.equals_datatype(expected),
+    }
+}
+
+/// Whether `found` (a file's schema) is the contract's schema of `table`: the same columns with
+/// the same types; nested field names and the spelling of UTC may differ.
+pub fn check_schema(table: Table, found: &Schema) -> Result<(), String> {
+    let expected = table.schema();
+    for field in expected.fields() {
+        let Ok(f) = found.field_with_name(field.name()) else {
+            return Err(format!("missing column `{}`", field.name()));
+        };
+        if !same_type(f.data_type(), field.data_type()) {
+            return Err(format!(
+                "column `{}` is {} but the contract says {}",
+                field.name(),
+                f.data_type(),
+                field.data_type()
+            ));
+        }
+    }
+    if let Some(extra) = found.fields().iter().find(|f| expected.field_with_name(f.name()).is_err()) {
+        return Err(format!("unexpected column `{}`", extra.name()));
+    }
+    Ok(())
+}
+
 /// A human-readable rendering of the three schemas (`fathom-datasets schema`).
 pub fn describe() -> String {
     let mut out = format!("# Fathom dataset contract v{SCHEMA_VERSION}\n");

@@ -44,9 +44,11 @@ impl SummaryRow {
 pub fn summary_frame(measurements: LazyFrame) -> PolarsResult<LazyFrame> {
     let keys: Vec<Expr> = KEYS.iter().map(|k| col(*k)).collect();
     let mut sort_by: Vec<PlSmallStr> = KEYS.iter().map(|k| PlSmallStr::from(*k)).collect();
-    sort_by.push(col::STARTED_AT.into());
+    // The run id breaks ties between runs that started in the same microsecond.
+    sort_by.extend([col::STARTED_AT.into(), col::RUN_ID.into()]);
     let ordered = measurements
         .select([
+            col(col::RUN_ID),
             col(col::HOST),
             col(col::PROBE),
             col(col::METRIC),
@@ -143,6 +145,7 @@ mod tests {
     fn frame(rows: &[(&str, &str, i64, f64)]) -> LazyFrame {
         let n = rows.len();
         df!(
+            col::RUN_ID => (0..n).map(|i| format!("run-{i}")).collect::<Vec<_>>(),
             col::HOST => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
             col::PROBE => vec!["cpu.aes_gcm"; n],
             col::METRIC => rows.iter().map(|r| r.1).collect::<Vec<_>>(),

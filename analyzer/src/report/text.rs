@@ -23,12 +23,12 @@ fn change_cell(row: &SummaryRow) -> String {
 
 pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut out = format!(
-        "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {}\n",
-        "host", "probe", "metric", "latest", "median", "runs", "change", "unit", "latest at"
+        "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {:<20} {}\n",
+        "host", "probe", "metric", "latest", "median", "runs", "change", "unit", "latest at", "params"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {}\n",
+            "{:<20} {:<16} {:<18} {:>12} {:>12} {:>4} {:>10} {:<8} {:<20} {}\n",
             r.host,
             r.probe,
             r.metric,
@@ -38,6 +38,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             change_cell(r),
             r.unit,
             r.latest_at,
+            r.params,
         ));
     }
     out.push_str(

@@ -4,7 +4,9 @@
 
 pub mod cpu;
 
-use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError};
+use std::collections::BTreeMap;
+
+use crate::probe::{ParamSpec, Probe, ProbeError};
 
 /// Every registered probe, in the order suites run them.
 pub fn all() -> Vec<Box<dyn Probe>> {
@@ -50,8 +52,8 @@ pub const EFFORT_PARAMS: &[ParamSpec] = &[
 ];
 
 /// The `threads` parameter: a count, or `all` for every logical CPU.
-pub fn threads_param(ctx: &ProbeContext) -> Result<usize, ProbeError> {
-    match ctx.param("threads") {
+pub fn threads_param(params: &BTreeMap<String, String>) -> Result<usize, ProbeError> {
+    match params.get("threads").map(String::as_str).unwrap_or_default() {
         "all" | "" => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         n => n.parse::<usize>().ok().filter(|&n| (1..=4096).contains(&n)).ok_or_else(|| ProbeError::Param {
             name: "threads".into(),

@@ -4,6 +4,7 @@
 //! are separate buffers, so decryption always sees valid ciphertext without a copy per round
 //! skewing the figure. The `aes-gcm` crate picks AES-NI and CLMUL at run time.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use aes_gcm::Aes256Gcm;
@@ -74,18 +75,16 @@ impl Probe for AesGcm {
         PARAMS
     }
 
-    fn run(&self, ctx: &ProbeContext) -> Result<ProbeOutput, ProbeError> {
-        let size = parse_size(ctx.param("buffer"))
-            .map_err(|reason| ProbeError::Param { name: "buffer".into(), reason })?;
-        if size == 0 || size > 64 << 20 {
-            return Err(ProbeError::Param { name: "buffer".into(), reason: "must be 1 B to 64 MiB".into() });
-        }
-        let threads = threads_param(ctx)?;
+    fn check(&self, params: &BTreeMap<String, String>) -> Result<(), ProbeError> {
+        settings(params).map(|_| ())
+    }
+
+    fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
+        let (size, threads) = settings(&ctx.params)?;
         let params = self.params_text(ctx);
         let start = Instant::now();
         let per_metric = ctx.effort.budget / 4;
         let slice = slice_for(per_metric, &ctx.effort);
-        let mut out = ProbeOutput::default();
         let metrics: [(&str, bool, usize); 4] = [
             ("encrypt_1t", true, 1),
             ("decrypt_1t", false, 1),
@@ -111,8 +110,18 @@ impl Probe for AesGcm {
             (ctx.progress)((i + 1) as f64 / 4.0);
         }
         out.notes.push(format!("{threads} threads for the _mt metrics"));
-        Ok(out)
+        Ok(())
     }
+}
+
+/// The buffer size and the thread count of the `_mt` metrics.
+fn settings(params: &BTreeMap<String, String>) -> Result<(usize, usize), ProbeError> {
+    let buffer = params.get("buffer").map(String::as_str).unwrap_or_default();
+    let size = parse_size(buffer).map_err(|reason| ProbeError::Param { name: "buffer".into(), reason })?;
+    if size == 0 || size > 64 << 20 {
+        return Err(ProbeError::Param { name: "buffer".into(), reason: format!("`{buffer}` is not within 1 B to 64 MiB") });
+    }
+    Ok((size, threads_param(params)?))
 }
 
 #[cfg(test)]

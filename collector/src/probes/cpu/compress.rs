@@ -3,7 +3,10 @@
 //! Throughput counts uncompressed bytes per second, as `zstd -b` does, so compress and
 //! decompress figures share a scale. The corpus is built in (logs, JSON, binary) or a file.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
+
+use fathom_datasets::params::canonical;
 
 use crate::load::LoadMeter;
 use crate::measure::{repeat, slice_for, throughput_mbps};
@@ -33,13 +36,32 @@ impl Probe for Compress {
         PARAMS
     }
 
-    fn run(&self, ctx: &ProbeContext) -> Result<ProbeOutput, ProbeError> {
-        let data = load_corpus(ctx)?;
+    fn description(&self) -> &'static str {
+        "zstd levels 1 and 3 compress/decompress MB/s and ratio on a mixed corpus (lz4 to come)"
+    }
+
+    fn check(&self, params: &BTreeMap<String, String>) -> Result<(), ProbeError> {
+        corpus_source(params).map(|_| ())
+    }
+
+    /// The corpus size only identifies the built-in corpus; a file is named by its path.
+    fn params_text(&self, ctx: &ProbeContext) -> String {
+        match ctx.param("corpus") {
+            "builtin" | "" => canonical([("corpus", "builtin"), ("corpus_size", ctx.param("corpus_size"))]),
+            path => canonical([("corpus", path)]),
+        }
+    }
+
+    fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
+        let data = match corpus_source(&ctx.params)? {
+            Corpus::Builtin(size) => corpus::builtin(size),
+            Corpus::File(path) => std::fs::read(&path)
+                .map_err(|e| ProbeError::Param { name: "corpus".into(), reason: format!("cannot read {path}: {e}") })?,
+        };
         let params = self.params_text(ctx);
         let start = Instant::now();
         let per_metric = ctx.effort.budget / (LEVELS.len() as u32 * 2);
         let slice = slice_for(per_metric, &ctx.effort);
-        let mut out = ProbeOutput::default();
         for (i, level) in LEVELS.into_iter().enumerate() {
             let failed = |e: std::io::Error| ProbeError::Failed(format!("zstd level {level}: {e}"));
             let mut compressor = zstd::bulk::Compressor::new(level).map_err(failed)?;
@@ -79,24 +101,35 @@ impl Probe for Compress {
             (ctx.progress)((i + 1) as f64 / LEVELS.len() as f64);
         }
         out.notes.push(format!("corpus of {} bytes", data.len()));
-        Ok(out)
+        Ok(())
     }
 }
 
-fn load_corpus(ctx: &ProbeContext) -> Result<Vec<u8>, ProbeError> {
+enum Corpus {
+    Builtin(usize),
+    File(String),
+}
+
+const MAX_CORPUS: u64 = 1 << 30;
+
+fn corpus_source(params: &BTreeMap<String, String>) -> Result<Corpus, ProbeError> {
     let param = |name: &str, reason: String| ProbeError::Param { name: name.into(), reason };
-    let data = match ctx.param("corpus") {
+    match params.get("corpus").map(String::as_str).unwrap_or_default() {
         "builtin" | "" => {
-            let size = parse_size(ctx.param("corpus_size")).map_err(|r| param("corpus_size", r))?;
-            if !(4096..=1 << 30).contains(&size) {
-                return Err(param("corpus_size", "must be 4 KiB to 1 GiB".into()));
+            let text = params.get("corpus_size").map(String::as_str).unwrap_or_default();
+            let size = parse_size(text).map_err(|r| param("corpus_size", r))?;
+            if !(4096..=MAX_CORPUS as usize).contains(&size) {
+                return Err(param("corpus_size", format!("`{text}` is not within 4 KiB to 1 GiB")));
             }
-            corpus::builtin(size)
+            Ok(Corpus::Builtin(size))
         }
-        path => std::fs::read(path).map_err(|e| param("corpus", format!("cannot read {path}: {e}")))?,
-    };
-    if data.is_empty() {
-        return Err(param("corpus", "the corpus is empty".into()));
+        path => {
+            // A regular file of bounded size: a device or a FIFO would never end.
+            let meta = std::fs::metadata(path).map_err(|e| param("corpus", format!("cannot read {path}: {e}")))?;
+            if !meta.is_file() || meta.len() == 0 || meta.len() > MAX_CORPUS {
+                return Err(param("corpus", format!("{path} is not a regular file of 1 byte to 1 GiB")));
+            }
+            Ok(Corpus::File(path.to_string()))
+        }
     }
-    Ok(data)
 }
