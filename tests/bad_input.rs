@@ -49,6 +49,10 @@ fn unknown_dataset_scheme() {
         bin("fathom-analyzer").args(["summary", "--dataset", "/no/such/fathom/dataset"]),
         "does not exist",
     );
+    let memory = "memory:// datasets live inside one process only";
+    fails_with(bin("fathom-collector").args(["run", "--dataset", "memory://x"]), memory);
+    fails_with(bin("fathom-analyzer").args(["summary", "--dataset", "memory://x"]), memory);
+    fails_with(bin("fathom-datasets").args(["synth", "--out", "memory://x"]), memory);
 }
 
 /// Two hosts' runs, with host-a's measurements file damaged by `damage`; checks that validate
@@ -115,14 +119,22 @@ fn bad_parameter_values_fail_before_anything_runs() {
         ("cpu.compress.target_cv=-1", "target_cv: must be a fraction"),
         ("cpu.aes_gcm.budget=99999999999999999999999", "longer than a day"),
     ] {
-        fails_with(bin("fathom-collector").args(["run", "--param", param, "--dataset"]).arg(dir.path()), needle);
+        fails_with(
+            bin("fathom-collector").args(["run", "--param", param, "--dataset"]).arg(dir.path()),
+            needle,
+        );
     }
     assert!(files_under(dir.path()).is_empty(), "nothing ran, nothing written");
     fails_with(
-        bin("fathom-collector").args(["run", "--probes", "cpu.compress,cpu.compress", "--dataset"]).arg(dir.path()),
+        bin("fathom-collector")
+            .args(["run", "--probes", "cpu.compress,cpu.compress", "--dataset"])
+            .arg(dir.path()),
         "listed twice",
     );
-    fails_with(bin("fathom-collector").args(["run", "--host", "", "--dataset"]).arg(dir.path()), "--host may not be empty");
+    fails_with(
+        bin("fathom-collector").args(["run", "--host", "", "--dataset"]).arg(dir.path()),
+        "--host may not be empty",
+    );
 }
 
 #[test]
@@ -136,7 +148,8 @@ fn a_file_of_another_table_is_skipped_not_fatal() {
         .find(|f| f.to_string_lossy().contains("/runs/") && f.ends_with(format!("{run_id}.parquet")))
         .unwrap();
     // A runs file dropped into measurements/: valid Parquet, wrong columns.
-    let misplaced = runs_file.to_string_lossy().replace("/runs/", "/measurements/").replace(run_id, "misplaced");
+    let misplaced =
+        runs_file.to_string_lossy().replace("/runs/", "/measurements/").replace(run_id, "misplaced");
     std::fs::copy(&runs_file, &misplaced).unwrap();
 
     let out = run(bin("fathom-analyzer").args(["summary", "--json", "--dataset"]).arg(&dataset));
@@ -164,7 +177,9 @@ fn synth_refuses_to_mix_into_an_existing_dataset() {
     let out = dir.path().join("fleet");
     let synth = |extra: &[&str]| {
         let mut cmd = bin("fathom-datasets");
-        cmd.args(["synth", "--hosts", "2", "--days", "2", "--end", "2026-01-02", "--out"]).arg(&out).args(extra);
+        cmd.args(["synth", "--hosts", "2", "--days", "2", "--end", "2026-01-02", "--out"])
+            .arg(&out)
+            .args(extra);
         cmd
     };
     ok(&mut synth(&[]));

@@ -132,14 +132,16 @@ fn sigterm_stops_between_repetitions_and_keeps_what_was_measured() {
     // Each aes metric has a 1 s budget it cannot meet early (the CV target is unreachable):
     // after 2.5 s the first two metrics are done and the third is under way.
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed =
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     let run = json(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(run["status"], "partial", "{run}");
     assert!(run["status_reason"].as_str().unwrap().contains("interrupted"));
-    let metrics: Vec<_> = run["measurements"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect();
+    let metrics: Vec<_> =
+        run["measurements"].as_array().unwrap().iter().map(|m| m["metric"].as_str().unwrap()).collect();
     assert!(metrics.contains(&"encrypt_1t") && metrics.contains(&"decrypt_1t"), "{metrics:?}");
     assert!(!metrics.iter().any(|m| m.starts_with("zstd")), "cpu.compress never started: {metrics:?}");
     let report = ok(bin("fathom-datasets").arg("validate").arg(&dataset));

@@ -29,8 +29,8 @@ pub struct SkippedFile {
 pub enum LoadError {
     #[error(transparent)]
     Store(#[from] fathom_datasets::StoreError),
-    #[error("scanning {table}: {source}")]
-    Scan { table: Table, source: PolarsError },
+    #[error("scanning {table}: {cause}")]
+    Scan { table: Table, cause: PolarsError },
 }
 
 /// Where an accepted file's bytes are: on local disk, or already fetched.
@@ -97,7 +97,7 @@ impl Loader {
         };
         LazyFrame::scan_parquet_sources(sources, args)
             .map(Some)
-            .map_err(|source| LoadError::Scan { table, source })
+            .map_err(|cause| LoadError::Scan { table, cause })
     }
 
     fn check_local(&mut self, table: Table, files: &[DataFile]) -> Vec<Accepted> {
@@ -150,7 +150,9 @@ impl Loader {
                     }
                     Source::Fetched(bytes) => Ok(bytes.clone()),
                 };
-                let decoded = bytes.and_then(|b| read_parquet(b).map(|_| ()).map_err(|e| format!("not a readable Parquet file: {e}")));
+                let decoded = bytes.and_then(|b| {
+                    read_parquet(b).map(|_| ()).map_err(|e| format!("not a readable Parquet file: {e}"))
+                });
                 match decoded {
                     Ok(()) => true,
                     Err(reason) => {

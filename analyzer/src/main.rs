@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fathom_analyzer::analyses::summary::{SummaryRow, summarize};
 use fathom_analyzer::load::Loader;
 use fathom_analyzer::report::text::summary_table;
+use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, DateRange, default_url};
 use serde_json::json;
 
@@ -84,6 +85,7 @@ fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Summary(window) => {
             let url = window.dataset.clone().unwrap_or_else(default_url);
+            check_cli_url(&url).map_err(anyhow::Error::msg)?;
             let dataset = Dataset::open(&url)?;
             let range = DateRange { since: window.since, until: window.until };
             let mut loader = Loader::new(dataset, range);

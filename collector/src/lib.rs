@@ -12,5 +12,4 @@ pub mod params;
 pub mod probe;
 pub mod probes;
 pub mod runner;
-pub mod stats;
 pub mod suite;

@@ -11,6 +11,7 @@ use fathom_collector::probe::{CancelToken, Probe};
 use fathom_collector::probes::{self, EFFORT_PARAMS};
 use fathom_collector::runner::{RunSpec, run_probes};
 use fathom_collector::suite::Suite;
+use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, default_url};
 use fathom_datasets::write::{RunWrite, write_run};
 
@@ -138,7 +139,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let labels = args.labels.iter().map(|l| parse_pair(l, "--label")).collect::<Result<_>>()?;
     let tags = args.tags.iter().map(|t| parse_pair(t, "--tag")).collect::<Result<_>>()?;
     let url = args.dataset.clone().unwrap_or_else(default_url);
-    let dataset = Dataset::create(&url).with_context(|| format!("opening dataset {url}"))?;
+    check_cli_url(&url).map_err(anyhow::Error::msg)?;
+    let dataset = Dataset::create(&url)?;
     // One worker thread: it waits for Ctrl-C or SIGTERM while probes run on this thread.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let cancel = CancelToken::default();

@@ -5,7 +5,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use crate::probe::{Effort, ProbeContext, ProbeError, Repetitions};
-use crate::stats::cv;
+use fathom_datasets::stats::cv;
 
 /// Measures one metric. `one` performs a single timed repetition and returns its value; the
 /// first repetitions within the warm-up are discarded (caches, page faults, clock ramp-up).

@@ -127,7 +127,8 @@ mod tests {
         assert!(err("buffer=1").contains("malformed --param"));
         assert!(err("gpu.magic.x=1").contains("unknown probe `gpu.magic`"));
         assert!(err("cpu.aes_gcm.bufer=1").contains("has no parameter `bufer`"));
-        for bad in ["min_reps=0", "target_cv=-1", "target_cv=NaN", "budget=0s", "budget=99999999999999999999"] {
+        for bad in ["min_reps=0", "target_cv=-1", "target_cv=NaN", "budget=0s", "budget=99999999999999999999"]
+        {
             let o = parse_overrides(&[format!("cpu.aes_gcm.{bad}")]).unwrap();
             assert!(effort(Suite::Quick.effort(), "cpu.aes_gcm", &o).is_err(), "{bad}");
         }

@@ -15,7 +15,7 @@ use fathom_datasets::params::canonical;
 use fathom_datasets::{Measurement, Sample};
 
 use crate::load::CpuLoad;
-use crate::stats::summarize;
+use fathom_datasets::stats::summarize;
 
 /// One parameter a probe accepts, settable with `--param PROBE.NAME=VALUE`.
 #[derive(Debug, Clone, Copy)]
@@ -183,7 +183,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "MB" => 1e6,
         "GB" => 1e9,
         other => {
-            return Err(format!("unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"));
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
         }
     };
     Ok((num * mult) as usize)

@@ -21,6 +21,18 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
+/// Dataset URLs given on a command line: a `memory://` store lives only as long as the process,
+/// so a binary that wrote there would lose everything on exit, and one that read it would see
+/// an empty dataset.
+pub fn check_cli_url(url: &str) -> Result<(), String> {
+    if url.starts_with("memory://") {
+        return Err(format!(
+            "`{url}`: memory:// datasets live inside one process only; use a path, file:// or s3://"
+        ));
+    }
+    Ok(())
+}
+
 /// Values with four significant digits: enough to read, not more than the noise allows.
 pub fn format_value(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
@@ -33,6 +45,12 @@ pub fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_urls_are_refused_on_the_command_line() {
+        assert!(check_cli_url("memory://x").unwrap_err().contains("one process"));
+        assert_eq!(check_cli_url("/var/lib/fathom"), Ok(()));
+    }
 
     #[test]
     fn values_have_four_significant_digits() {

@@ -12,6 +12,7 @@ pub mod params;
 pub mod read;
 pub mod records;
 pub mod schema;
+pub mod stats;
 pub mod store;
 pub mod synth;
 pub mod validate;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, default_url};
 use fathom_datasets::{schema, synth, validate};
 
@@ -98,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Validate { url } => {
             let url = url.unwrap_or_else(default_url);
+            check_cli_url(&url).map_err(anyhow::Error::msg)?;
             let dataset = Dataset::open(&url)?;
             let report = runtime.block_on(validate::validate(&dataset))?;
             if report.files == 0 {
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Synth { out, hosts, days, seed, end, samples, force } => {
             anyhow::ensure!(hosts > 0 && days > 0, "--hosts and --days must be at least 1");
+            check_cli_url(&out).map_err(anyhow::Error::msg)?;
             let dataset = Dataset::create(&out)?;
             if !force && runtime.block_on(holds_data(&dataset))? {
                 anyhow::bail!(

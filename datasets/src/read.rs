@@ -5,12 +5,12 @@ use std::path::Path;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::errors::ParquetError;
 use parquet::arrow::parquet_to_arrow_schema;
+use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::reader::ChunkReader;
 
-use crate::schema::{check_schema, Table};
+use crate::schema::{Table, check_schema};
 
 /// Decodes a whole Parquet file.
 pub fn read_parquet(bytes: Bytes) -> Result<Vec<RecordBatch>, ParquetError> {

@@ -33,10 +33,10 @@ pub enum StoreError {
     InvalidUrl { url: String, reason: String },
     #[error("dataset `{0}` does not exist")]
     Missing(String),
-    #[error("cannot create the dataset folder {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
-    #[error("{op} {location}: {source}")]
-    Object { op: &'static str, location: String, source: object_store::Error },
+    #[error("cannot create the dataset folder {path}: {cause}")]
+    CreateDir { path: String, cause: std::io::Error },
+    #[error("{op} {location}: {cause}")]
+    Object { op: &'static str, location: String, cause: object_store::Error },
 }
 
 /// The default dataset: `$FATHOM_DATASET`, else `$XDG_DATA_HOME/fathom/dataset`, else
@@ -150,17 +150,15 @@ impl Dataset {
             Location::Local(path) => {
                 let path = absolute(&path);
                 if create {
-                    std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateDir {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
+                    std::fs::create_dir_all(&path)
+                        .map_err(|cause| StoreError::CreateDir { path: path.display().to_string(), cause })?;
                 } else if !path.is_dir() {
                     return Err(StoreError::Missing(path.display().to_string()));
                 }
-                let store = LocalFileSystem::new_with_prefix(&path).map_err(|source| StoreError::Object {
+                let store = LocalFileSystem::new_with_prefix(&path).map_err(|cause| StoreError::Object {
                     op: "open",
                     location: path.display().to_string(),
-                    source,
+                    cause,
                 })?;
                 Ok(Dataset {
                     store: Arc::new(store),
@@ -183,7 +181,7 @@ impl Dataset {
                 let store = AmazonS3Builder::from_env()
                     .with_url(parsed.as_str())
                     .build()
-                    .map_err(|source| StoreError::Object { op: "open", location: url.to_string(), source })?;
+                    .map_err(|cause| StoreError::Object { op: "open", location: url.to_string(), cause })?;
                 Ok(Dataset {
                     store: Arc::new(store),
                     root: Path::from(parsed.path().trim_matches('/')),
@@ -250,11 +248,11 @@ impl Dataset {
             .put(location, PutPayload::from_bytes(bytes))
             .await
             .map(|_| ())
-            .map_err(|source| StoreError::Object { op: "write", location: self.display(location), source })
+            .map_err(|cause| StoreError::Object { op: "write", location: self.display(location), cause })
     }
 
     pub async fn get(&self, location: &Path) -> Result<Bytes, StoreError> {
-        let err = |source| StoreError::Object { op: "read", location: self.display(location), source };
+        let err = |cause| StoreError::Object { op: "read", location: self.display(location), cause };
         self.store.get(location).await.map_err(err)?.bytes().await.map_err(err)
     }
 
@@ -262,7 +260,7 @@ impl Dataset {
         match self.store.head(location).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(StoreError::Object { op: "check", location: self.display(location), source }),
+            Err(cause) => Err(StoreError::Object { op: "check", location: self.display(location), cause }),
         }
     }
 
@@ -274,8 +272,8 @@ impl Dataset {
         let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
             Ok(metas) => metas,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(source) => {
-                return Err(StoreError::Object { op: "list", location: self.display(&prefix), source });
+            Err(cause) => {
+                return Err(StoreError::Object { op: "list", location: self.display(&prefix), cause });
             }
         };
         let mut files: Vec<DataFile> = metas

@@ -19,8 +19,8 @@ use crate::store::{Dataset, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("encoding Parquet for {table}: {source}")]
-    Encode { table: Table, source: parquet::errors::ParquetError },
+    #[error("encoding Parquet for {table}: {cause}")]
+    Encode { table: Table, cause: parquet::errors::ParquetError },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -46,7 +46,7 @@ fn writer_properties(table: Table) -> WriterProperties {
 
 /// Encodes one table's batch as a complete Parquet file.
 pub fn encode_parquet(table: Table, batch: &RecordBatch) -> Result<Bytes, WriteError> {
-    let encode = |source| WriteError::Encode { table, source };
+    let encode = |cause| WriteError::Encode { table, cause };
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut writer =
         ArrowWriter::try_new(&mut buffer, table.schema(), Some(writer_properties(table))).map_err(encode)?;

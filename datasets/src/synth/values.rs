@@ -132,18 +132,13 @@ fn repetitions(rng: &mut StdRng, index: usize, level: f64, run: &ProbeRun, reps:
 
 /// Median, mean, sample standard deviation, min and max of the repetitions.
 fn fill_stats(m: &mut Measurement, reps: &[f64; REPETITIONS]) {
-    let mut sorted = *reps;
-    sorted.sort_by(f64::total_cmp);
-    let n = REPETITIONS as f64;
-    let mean = reps.iter().sum::<f64>() / n;
-    let var = reps.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    let stddev = var.sqrt();
-    m.value = sorted[REPETITIONS / 2];
-    m.mean = Some(mean);
-    m.stddev = Some(stddev);
-    m.cv = Some(if mean > 0.0 { stddev / mean } else { 0.0 });
-    m.min = Some(sorted[0]);
-    m.max = Some(sorted[REPETITIONS - 1]);
+    let s = crate::stats::summarize(reps).expect("repetitions are never empty");
+    m.value = s.median;
+    m.mean = Some(s.mean);
+    m.stddev = Some(s.stddev);
+    m.cv = s.cv;
+    m.min = Some(s.min);
+    m.max = Some(s.max);
 }
 
 /// A UUIDv7 from the start time and the night's generator: ordered like real ids, and

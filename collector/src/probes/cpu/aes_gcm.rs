@@ -119,7 +119,10 @@ fn settings(params: &BTreeMap<String, String>) -> Result<(usize, usize), ProbeEr
     let buffer = params.get("buffer").map(String::as_str).unwrap_or_default();
     let size = parse_size(buffer).map_err(|reason| ProbeError::Param { name: "buffer".into(), reason })?;
     if size == 0 || size > 64 << 20 {
-        return Err(ProbeError::Param { name: "buffer".into(), reason: format!("`{buffer}` is not within 1 B to 64 MiB") });
+        return Err(ProbeError::Param {
+            name: "buffer".into(),
+            reason: format!("`{buffer}` is not within 1 B to 64 MiB"),
+        });
     }
     Ok((size, threads_param(params)?))
 }

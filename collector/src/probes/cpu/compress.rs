@@ -55,8 +55,10 @@ impl Probe for Compress {
     fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
         let data = match corpus_source(&ctx.params)? {
             Corpus::Builtin(size) => corpus::builtin(size),
-            Corpus::File(path) => std::fs::read(&path)
-                .map_err(|e| ProbeError::Param { name: "corpus".into(), reason: format!("cannot read {path}: {e}") })?,
+            Corpus::File(path) => std::fs::read(&path).map_err(|e| ProbeError::Param {
+                name: "corpus".into(),
+                reason: format!("cannot read {path}: {e}"),
+            })?,
         };
         let params = self.params_text(ctx);
         let start = Instant::now();
@@ -125,7 +127,8 @@ fn corpus_source(params: &BTreeMap<String, String>) -> Result<Corpus, ProbeError
         }
         path => {
             // A regular file of bounded size: a device or a FIFO would never end.
-            let meta = std::fs::metadata(path).map_err(|e| param("corpus", format!("cannot read {path}: {e}")))?;
+            let meta =
+                std::fs::metadata(path).map_err(|e| param("corpus", format!("cannot read {path}: {e}")))?;
             if !meta.is_file() || meta.len() == 0 || meta.len() > MAX_CORPUS {
                 return Err(param("corpus", format!("{path} is not a regular file of 1 byte to 1 GiB")));
             }

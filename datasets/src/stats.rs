@@ -1,4 +1,5 @@
-//! Descriptive statistics over repetitions, as plain functions over slices.
+//! Descriptive statistics over repetitions, as plain functions over slices: what a measurement
+//! row records, computed the same way by the collector and the synthetic fleet.
 
 /// Median; the mean of the two middle values for an even count. `None` for no values.
 pub fn median(values: &[f64]) -> Option<f64> {
