@@ -161,8 +161,20 @@ mod tests {
     }
 
     #[test]
-    fn parallel_throughput_adds_threads() {
-        let one = parallel_throughput_mbps(1, Duration::from_millis(30), |_| Box::new(|| 1000));
-        assert!(one > 0.0);
+    fn parallel_throughput_runs_every_thread_with_its_own_state() {
+        use std::sync::Mutex;
+        let started = Mutex::new(Vec::new());
+        let mbps = parallel_throughput_mbps(3, Duration::from_millis(30), |i| {
+            started.lock().unwrap().push(i);
+            Box::new(|| {
+                std::thread::sleep(Duration::from_millis(1));
+                1000
+            })
+        });
+        let mut started = started.into_inner().unwrap();
+        started.sort();
+        assert_eq!(started, vec![0, 1, 2]);
+        // Three threads, each about 1000 bytes per millisecond: about 3 MB/s, at most 3.
+        assert!(mbps > 1.0 && mbps <= 3.0 + 1e-9, "{mbps}");
     }
 }

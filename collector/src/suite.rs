@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use fathom_datasets::Category;
+
 use crate::probe::{Effort, Probe};
 use crate::probes;
 
@@ -54,7 +56,12 @@ impl Suite {
     pub fn probes(self) -> Vec<Box<dyn Probe>> {
         probes::all()
             .into_iter()
-            .filter(|p| ["cpu.", "memory.", "storage.", "network."].iter().any(|c| p.id().starts_with(c)))
+            .filter(|p| {
+                matches!(
+                    Category::of_probe(p.id()),
+                    Some(Category::Cpu | Category::Memory | Category::Storage | Category::Network)
+                )
+            })
             .collect()
     }
 }

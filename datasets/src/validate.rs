@@ -181,7 +181,8 @@ mod tests {
             .unwrap();
         // A runs file in the wrong partition.
         let other = NaiveDate::from_ymd_opt(2026, 2, 4).unwrap();
-        let bytes = encode_parquet(Table::Runs, &crate::records::runs_batch(&[r.clone()])).unwrap();
+        let bytes =
+            encode_parquet(Table::Runs, &crate::records::runs_batch(std::slice::from_ref(&r))).unwrap();
         ds.put(&ds.data_path(Table::Runs, other, "moved.parquet"), bytes.clone()).await.unwrap();
         // A runs file stored as a measurements file.
         ds.put(&ds.data_path(Table::Measurements, date, "wrong.parquet"), bytes).await.unwrap();
