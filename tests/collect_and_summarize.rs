@@ -147,3 +147,32 @@ fn sigterm_stops_between_repetitions_and_keeps_what_was_measured() {
     let report = ok(bin("fathom-datasets").arg("validate").arg(&dataset));
     assert!(report.contains("1 runs"), "the partial run is committed: {report}");
 }
+
+#[test]
+fn a_progress_bar_shows_on_a_terminal() {
+    // `script` (util-linux) gives the collector a pseudo-terminal; stdout goes to a file.
+    let dir = tempfile::tempdir().unwrap();
+    let collector = bin("fathom-collector").get_program().to_string_lossy().into_owned();
+    let command = format!(
+        "{collector} run --dataset {} --param cpu.aes_gcm.budget=1s --param cpu.compress.budget=1s > {}",
+        dir.path().join("ds").display(),
+        dir.path().join("stdout.txt").display()
+    );
+    let out = run(std::process::Command::new("script").args(["-qec", &command, "/dev/null"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("cpu.aes_gcm (1/2)") && screen.contains("cpu.compress (2/2)"), "{screen}");
+    assert!(screen.contains('█'), "a bar is drawn: {screen}");
+    let table = std::fs::read_to_string(dir.path().join("stdout.txt")).unwrap();
+    assert!(!table.contains('█'), "the bar stays off stdout");
+}
+
+#[test]
+fn the_collector_does_not_link_polars() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = ok(std::process::Command::new(cargo)
+        .current_dir(fathom_e2e::repo_root())
+        .args(["tree", "--offline", "-p", "fathom-collector", "-e", "normal", "--prefix", "none"]));
+    assert!(tree.contains("fathom-datasets") && tree.contains("aes-gcm"), "{tree}");
+    assert!(!tree.lines().any(|l| l.starts_with("polars")), "{tree}");
+}

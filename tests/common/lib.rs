@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 
-static BUILD: Once = Once::new();
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
@@ -18,34 +16,40 @@ fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
 }
 
-/// A command for one of the project's binaries, built first (once per test process) so the
-/// tests never run a stale binary. `scripts/test` builds them beforehand and sets
-/// `FATHOM_E2E_PREBUILT=1`, which skips that step.
-pub fn bin(name: &str) -> Command {
-    BUILD.call_once(|| {
-        if std::env::var_os("FATHOM_E2E_PREBUILT").is_some() {
-            return;
+/// The newest modification time of the sources a binary is built from: its crate and the
+/// dataset contract.
+fn newest_source(binary: &str) -> std::time::SystemTime {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                *newest = (*newest).max(modified);
+            }
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo_root())
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "fathom-datasets",
-                "-p",
-                "fathom-collector",
-                "-p",
-                "fathom-analyzer",
-            ])
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building the binaries failed");
-    });
+    }
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let own = binary.strip_prefix("fathom-").expect("a fathom binary");
+    for krate in ["datasets", own] {
+        walk(&repo_root().join(krate).join("src"), &mut newest);
+    }
+    newest
+}
+
+/// A command for one of the project's binaries. They are built by `scripts/test` (or
+/// `cargo build --bins`) beforehand: cargo holds its lock while tests run, so a test cannot
+/// build them itself. A binary older than the sources is refused rather than tested.
+pub fn bin(name: &str) -> Command {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing", path.display());
+    let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
+        panic!("{} is missing: run scripts/test, or cargo build --bins before cargo test", path.display())
+    });
+    assert!(
+        built >= newest_source(name),
+        "{} is older than the sources: run scripts/test, or cargo build --bins before cargo test",
+        path.display()
+    );
     let mut cmd = Command::new(path);
     cmd.env_remove("FATHOM_DATASET").env("NO_COLOR", "1");
     cmd
