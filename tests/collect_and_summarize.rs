@@ -170,9 +170,16 @@ fn a_progress_bar_shows_on_a_terminal() {
 #[test]
 fn the_collector_does_not_link_polars() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let tree = ok(std::process::Command::new(cargo)
-        .current_dir(fathom_e2e::repo_root())
-        .args(["tree", "--offline", "-p", "fathom-collector", "-e", "normal", "--prefix", "none"]));
+    let tree = ok(std::process::Command::new(cargo).current_dir(fathom_e2e::repo_root()).args([
+        "tree",
+        "--offline",
+        "-p",
+        "fathom-collector",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]));
     assert!(tree.contains("fathom-datasets") && tree.contains("aes-gcm"), "{tree}");
     assert!(!tree.lines().any(|l| l.starts_with("polars")), "{tree}");
 }

@@ -40,6 +40,11 @@ impl SummaryRow {
     }
 }
 
+/// The series keys and what describes a series (its unit and direction).
+fn series_columns() -> impl Iterator<Item = Expr> {
+    KEYS.iter().map(|k| col(*k)).chain([col(col::UNIT), col(col::HIGHER_IS_BETTER)])
+}
+
 /// The summary as a lazy query over committed measurements.
 pub fn summary_frame(measurements: LazyFrame) -> PolarsResult<LazyFrame> {
     let keys: Vec<Expr> = KEYS.iter().map(|k| col(*k)).collect();
@@ -47,35 +52,26 @@ pub fn summary_frame(measurements: LazyFrame) -> PolarsResult<LazyFrame> {
     // The run id breaks ties between runs that started in the same microsecond.
     sort_by.extend([col::STARTED_AT.into(), col::RUN_ID.into()]);
     let ordered = measurements
-        .select([
-            col(col::RUN_ID),
-            col(col::HOST),
-            col(col::PROBE),
-            col(col::METRIC),
-            col(col::PARAMS),
-            col(col::UNIT),
-            col(col::HIGHER_IS_BETTER),
-            col(col::STARTED_AT),
-            col(col::VALUE),
-            col(col::CV),
-        ])
+        .select(
+            series_columns()
+                .chain([col(col::RUN_ID), col(col::STARTED_AT), col(col::VALUE), col(col::CV)])
+                .collect::<Vec<_>>(),
+        )
         .sort(sort_by, SortMultipleOptions::default())
         .with_columns([
             // Signed, so `runs - 7` cannot wrap for short series.
             col(col::VALUE).cum_count(false).over(&keys)?.cast(DataType::Int64).alias("position"),
             col(col::VALUE).count().over(&keys)?.cast(DataType::Int64).alias("runs"),
         ]);
-    let latest = ordered.clone().filter(col("position").eq(col("runs"))).select([
-        col(col::HOST),
-        col(col::PROBE),
-        col(col::METRIC),
-        col(col::PARAMS),
-        col(col::UNIT),
-        col(col::HIGHER_IS_BETTER),
-        col(col::STARTED_AT).alias("latest_at"),
-        col(col::VALUE).alias("latest"),
-        col(col::CV).alias("latest_cv"),
-    ]);
+    let latest = ordered.clone().filter(col("position").eq(col("runs"))).select(
+        series_columns()
+            .chain([
+                col(col::STARTED_AT).alias("latest_at"),
+                col(col::VALUE).alias("latest"),
+                col(col::CV).alias("latest_cv"),
+            ])
+            .collect::<Vec<_>>(),
+    );
     let baseline = ordered
         .filter(
             col("position")
