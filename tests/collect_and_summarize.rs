@@ -45,13 +45,37 @@ fn a_real_measurement_flows_through_parquet_into_the_summary() {
         assert_eq!(m["unit"], "MB/s");
         assert!(m["value"].as_f64().unwrap() > 10.0, "{m}");
         assert!(m["n"].as_i64().unwrap() >= 1);
-        assert_eq!(m["params"], "buffer=16KiB,threads=2");
+        assert_eq!(m["params"], "buffer=16KiB,impl=ring,threads=2");
         for key in
             ["cv", "mean", "stddev", "min", "max", "category", "higher_is_better", "disturbed", "foreign_cpu"]
         {
             assert!(m.get(key).is_some(), "{key} missing in {m}");
         }
     }
+    // Every CPU and memory probe ran and gave figures a machine can have.
+    let value = |probe: &str, metric: &str| find(&second, probe, metric)["value"].as_f64().unwrap();
+    assert!(value("cpu.flops", "gflops_f64_1t") > 0.5);
+    assert!(
+        value("cpu.flops", "gflops_f32_1t") > value("cpu.flops", "gflops_f64_1t"),
+        "f32 has twice the lanes"
+    );
+    assert!((0.3..8.0).contains(&value("cpu.flops", "clock_ghz")));
+    assert!(value("cpu.flops", "peak_f64_1t") > 0.0);
+    assert!(find(&second, "cpu.flops", "gflops_f64_1t")["params"].as_str().unwrap().starts_with("isa="));
+    assert!(value("cpu.compress", "lz4_decompress") > value("cpu.compress", "lz4_compress"));
+    assert!((0.2..1.5).contains(&value("cpu.scaling", "efficiency_mt")));
+    let ladder: Vec<&str> =
+        ms.iter().filter(|m| m["metric"] == "throughput_nt").map(|m| m["params"].as_str().unwrap()).collect();
+    assert!(!ladder.is_empty() && ladder.iter().all(|p| p.contains("threads=")), "{ladder:?}");
+    for metric in ["read", "write", "copy", "triad"] {
+        assert!(value("memory.bandwidth", metric) > 0.1, "{metric}");
+    }
+    assert!(
+        value("memory.latency", "latency") > value("memory.latency", "latency_l1"),
+        "memory is slower than L1"
+    );
+    assert!(ms.iter().filter(|m| m["metric"] == "latency_ws").count() >= 5, "a sweep of working sets");
+
     let ratio = find(&second, "cpu.compress", "zstd3_ratio")["value"].as_f64().unwrap();
     assert!(ratio > 1.5, "zstd ratio {ratio}");
     assert!(ms.iter().any(|m| m["metric"] == "zstd1_compress"));
@@ -154,7 +178,7 @@ fn a_progress_bar_shows_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let collector = bin("fathom-collector").get_program().to_string_lossy().into_owned();
     let command = format!(
-        "{collector} run --dataset {} --param cpu.aes_gcm.budget=1s --param cpu.compress.budget=1s > {}",
+        "{collector} run --probes cpu.aes_gcm,cpu.compress --dataset {} --param cpu.aes_gcm.budget=1s --param cpu.compress.budget=1s > {}",
         dir.path().join("ds").display(),
         dir.path().join("stdout.txt").display()
     );

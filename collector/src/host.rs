@@ -8,6 +8,15 @@ pub fn hostname() -> String {
     System::host_name().unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Physical cores (SMT siblings share one core's execution units), or the logical CPUs where
+/// the OS does not say.
+pub fn physical_cores() -> usize {
+    System::physical_core_count()
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .max(1)
+}
+
 pub fn facts() -> HostFacts {
     let sys = System::new_with_specifics(
         RefreshKind::nothing()

@@ -37,9 +37,11 @@ fn read_ticks() -> Option<Ticks> {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let after = &own_stat[own_stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Ticks { busy: total - idle, total, own: utime + stime })
+    // utime, stime, and the children's cutime and cstime: a child we waited for (a reference
+    // tool run by `calibrate`, a command a service probe times) is our load, not foreign.
+    let own: u64 =
+        (11..=14).map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok())).sum::<Option<u64>>()?;
+    Some(Ticks { busy: total - idle, total, own })
 }
 
 /// Started before a probe, finished after it.
@@ -74,7 +76,7 @@ mod tests {
         if read_ticks().is_none() {
             return; // not Linux
         }
-        // The neighbour is a child process, not a thread of ours, so it counts as foreign.
+        // The neighbour is a child process not yet waited for, so it counts as foreign.
         let mut child =
             std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().expect("sh");
         let meter = LoadMeter::start();

@@ -37,6 +37,12 @@ enum Command {
     ///
     /// Example: fathom-collector run --suite quick --label site=fra1 --param cpu.compress.corpus_size=8MiB
     Run(RunArgs),
+    /// Run probes and their reference tools (openssl, zstd, lz4, likwid-bench, a C pointer chase)
+    /// back to back, alternating, and print both figures and their ratio.
+    ///
+    /// Install the reference tools first with scripts/reference-tools. Nothing is written to
+    /// the dataset. Example: fathom-collector calibrate --probes cpu.aes_gcm --rounds 5
+    Calibrate(CalibrateArgs),
     /// List the probes with a one-line description each.
     Probes {
         /// Also list every probe's parameters with their defaults.
@@ -76,6 +82,25 @@ struct RunArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct CalibrateArgs {
+    /// Calibrate only these probes (comma-separated ids; default: every calibrated probe).
+    #[arg(long, value_delimiter = ',')]
+    probes: Vec<String>,
+    /// Rounds of probe-then-reference; each side's figure is the median over the rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
+    /// The suite whose effort (budget, repetitions, noise target) the probes run with.
+    #[arg(long, value_enum, default_value = "quick")]
+    suite: Suite,
+    /// Seconds each reference tool measures for, where it takes a duration.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=600))]
+    reference_seconds: u32,
+    /// Print the outcomes as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     fathom_datasets::human::init_logging(cli.verbose);
@@ -103,6 +128,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Calibrate(args) => calibrate(args),
     }
 }
 
@@ -204,4 +230,30 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
     Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
+    let workdir = tempfile::tempdir().context("creating a scratch directory")?;
+    let setup = fathom_collector::calibrate::setup(workdir.path(), args.reference_seconds)?;
+    if setup.pointer_chase.is_none() {
+        eprintln!("no C compiler (cc) found: memory.latency is not calibrated");
+    }
+    let options = fathom_collector::calibrate::Options {
+        probes: args.probes.iter().map(|p| p.trim().to_string()).collect(),
+        rounds: args.rounds as usize,
+        effort: args.suite.effort(),
+        reference_seconds: args.reference_seconds,
+    };
+    let quiet = args.json;
+    let outcomes = fathom_collector::calibrate::calibrate(&setup, &options, &|step| {
+        if !quiet {
+            eprintln!("{step}");
+        }
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        print!("{}", fathom_collector::calibrate::table(&outcomes));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -95,7 +95,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A quick collector run: both real CPU probes with small budgets, so a test stays fast.
+/// A quick collector run: every CPU and memory probe with small budgets and working sets, so a
+/// test stays fast and still runs each probe end to end.
 pub fn quick_run_args(dataset: &Path, host: &str) -> Vec<String> {
     [
         "run",
@@ -119,6 +120,18 @@ pub fn quick_run_args(dataset: &Path, host: &str) -> Vec<String> {
         "cpu.compress.budget=800ms",
         "--param",
         "cpu.compress.corpus_size=512KiB",
+        "--param",
+        "cpu.flops.budget=500ms",
+        "--param",
+        "cpu.scaling.budget=500ms",
+        "--param",
+        "memory.bandwidth.budget=600ms",
+        "--param",
+        "memory.bandwidth.size=32MiB",
+        "--param",
+        "memory.latency.budget=600ms",
+        "--param",
+        "memory.latency.max_size=32MiB",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -3,6 +3,7 @@
 //! Adding a probe is one module under its category and one line in [`all`].
 
 pub mod cpu;
+pub mod memory;
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,14 @@ use crate::probe::{ParamSpec, Probe, ProbeError};
 
 /// Every registered probe, in the order suites run them.
 pub fn all() -> Vec<Box<dyn Probe>> {
-    vec![Box::new(cpu::aes_gcm::AesGcm), Box::new(cpu::compress::Compress)]
+    vec![
+        Box::new(cpu::flops::Flops),
+        Box::new(cpu::aes_gcm::AesGcm),
+        Box::new(cpu::compress::Compress),
+        Box::new(cpu::scaling::Scaling),
+        Box::new(memory::bandwidth::MemoryBandwidth),
+        Box::new(memory::latency::MemoryLatency),
+    ]
 }
 
 pub fn find(id: &str) -> Option<Box<dyn Probe>> {

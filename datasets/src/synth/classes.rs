@@ -180,7 +180,7 @@ pub(super) fn scaling(spec: &MetricSpec) -> Option<(Axis, f64)> {
         return None;
     }
     Some(match spec.category() {
-        Category::Cpu if spec.metric == "efficiency_mt" => (Axis::Cpu, 0.3),
+        Category::Cpu if spec.metric.starts_with("efficiency") => (Axis::Cpu, 0.3),
         Category::Cpu if spec.metric.ends_with("_mt") => (Axis::CpuParallel, 1.0),
         Category::Cpu => (Axis::Cpu, 1.0),
         Category::Memory if spec.probe == "memory.latency" && spec.metric != "latency" => (Axis::Memory, 0.5),

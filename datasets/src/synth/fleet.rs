@@ -142,12 +142,12 @@ impl Host {
 pub(super) fn probe_params(probe: &str, site: &str) -> String {
     let peer = format!("peer-{site}.bench.internal");
     let p: Vec<(&str, &str)> = match probe {
-        "cpu.flops" => vec![("duration_s", "2"), ("threads", "all")],
-        "cpu.aes_gcm" => vec![("buffer", "16KiB"), ("threads", "all")],
+        "cpu.flops" => vec![("isa", "avx2"), ("threads", "all")],
+        "cpu.aes_gcm" => vec![("buffer", "16KiB"), ("impl", "ring"), ("threads", "all")],
         "cpu.compress" => vec![("corpus", "builtin"), ("corpus_size", "4MiB")],
-        "cpu.scaling" => vec![("max_threads", "all"), ("work", "sha256")],
-        "memory.bandwidth" => vec![("size", "1GiB"), ("threads", "all")],
-        "memory.latency" => vec![("max_size", "1GiB"), ("stride", "random")],
+        "cpu.scaling" => vec![("chunk", "64KiB"), ("max_threads", "all")],
+        "memory.bandwidth" => vec![("nt_stores", "auto"), ("size", "auto"), ("threads", "all")],
+        "memory.latency" => vec![("huge_pages", "auto"), ("max_size", "auto")],
         "storage.seq" => vec![("block_size", "1MiB"), ("direct", "true"), ("size", "4GiB")],
         "storage.rand4k" => {
             vec![("block_size", "4KiB"), ("direct", "true"), ("jobs", "1"), ("queue_depth", "32")]

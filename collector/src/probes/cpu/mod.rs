@@ -2,4 +2,6 @@
 
 pub mod aes_gcm;
 pub mod compress;
-mod corpus;
+pub mod corpus;
+pub mod flops;
+pub mod scaling;

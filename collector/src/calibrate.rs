@@ -1,0 +1,614 @@
+//! `fathom-collector calibrate`: each probe against the reference tool that measures the same
+//! thing, run back to back on this machine, so a probe that reports half of what the hardware
+//! can do is caught before it misleads a comparison.
+//!
+//! Method: rounds of A B A B … (the probe, then its references) so slow drift of a shared
+//! machine hits both sides alike; the median of each side; the ratio probe ÷ reference. Every
+//! run records the CPU other processes used meanwhile (from `/proc/stat`), and a run disturbed
+//! by more than [`DISTURBED_THRESHOLD`] is run again (twice at most) and flagged if it stays so.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use fathom_datasets::stats::median;
+use serde::Serialize;
+
+use crate::load::{DISTURBED_THRESHOLD, LoadMeter};
+use crate::params::Overrides;
+use crate::probe::{CancelToken, Effort};
+use crate::probes::{self, cpu::flops::Isa};
+use crate::runner::{RunSpec, Silent, run_probes};
+
+/// What a probe's figure must be, as a fraction of the reference's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Target {
+    pub low: f64,
+    /// `None` where beating the reference is no fault (a peak can only be approached).
+    pub high: Option<f64>,
+}
+
+const WITHIN_10: Target = Target { low: 0.9, high: Some(1.1) };
+const AT_LEAST_90: Target = Target { low: 0.9, high: None };
+
+/// One figure of a reference tool's output.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub argv: Vec<String>,
+    /// Turns the tool's output (stdout and stderr together) into the figure, in the probe's unit.
+    pub parse: fn(&str) -> Option<f64>,
+}
+
+/// A probe metric and the reference figure it is judged against.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub probe: &'static str,
+    pub metric: &'static str,
+    pub reference: Reference,
+    pub target: Target,
+    pub note: &'static str,
+}
+
+/// The figure of one run with the foreign CPU share while it ran.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Figure {
+    pub value: f64,
+    pub foreign_cpu: Option<f64>,
+    pub disturbed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub probe: String,
+    pub metric: String,
+    pub unit: String,
+    pub probe_value: Option<f64>,
+    pub reference_value: Option<f64>,
+    pub ratio: Option<f64>,
+    pub target: Target,
+    /// `ok`, `low`, `high` or `skipped`.
+    pub verdict: String,
+    pub reference_command: String,
+    pub probe_runs: Vec<Figure>,
+    pub reference_runs: Vec<Figure>,
+    pub note: String,
+}
+
+/// The machine-dependent settings the checks are built from.
+pub struct Setup {
+    pub threads: usize,
+    pub corpus: PathBuf,
+    /// The compiled C pointer chase, where a C compiler was found.
+    pub pointer_chase: Option<PathBuf>,
+    pub bandwidth_bytes: usize,
+    pub latency_bytes: usize,
+    pub reference_seconds: u32,
+}
+
+/// Last number before `unit` on the last line that has it, e.g. `MFlops/s:  57298.18`.
+fn labelled(output: &str, label: &str) -> Option<f64> {
+    output.lines().rev().find_map(|l| l.split_once(label).and_then(|(_, rest)| rest.trim().parse().ok()))
+}
+
+/// `openssl speed` ends with a table whose last column is thousands of bytes per second.
+fn openssl_mbps(output: &str) -> Option<f64> {
+    let line =
+        output.lines().rev().find(|l| l.trim_start().starts_with("AES-256-GCM") || l.starts_with("evp"))?;
+    let last = line.split_whitespace().last()?.strip_suffix('k')?;
+    Some(last.parse::<f64>().ok()? * 1e3 / 1e6)
+}
+
+/// `zstd -b` and `lz4 -b` print `… ,  410.5 MB/s, 1231.8 MB/s` (compress, decompress; 10⁶ B).
+fn bench_speeds(output: &str) -> Option<(f64, f64)> {
+    let line = output.split(['\r', '\n']).rev().find(|l| l.matches("MB/s").count() >= 2)?;
+    let mut speeds =
+        line.split("MB/s").filter_map(|part| part.rsplit([',', ' ']).find(|t| !t.is_empty())?.parse().ok());
+    Some((speeds.next()?, speeds.next()?))
+}
+
+fn compress_speed(output: &str) -> Option<f64> {
+    bench_speeds(output).map(|s| s.0)
+}
+fn decompress_speed(output: &str) -> Option<f64> {
+    bench_speeds(output).map(|s| s.1)
+}
+fn likwid_gflops(output: &str) -> Option<f64> {
+    labelled(output, "MFlops/s:").map(|m| m / 1e3)
+}
+fn likwid_gbps(output: &str) -> Option<f64> {
+    labelled(output, "MByte/s:").map(|m| m / 1e3)
+}
+fn single_number(output: &str) -> Option<f64> {
+    output.trim().parse().ok()
+}
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every check this machine can run, in probe order.
+pub fn checks(setup: &Setup) -> Vec<Check> {
+    let secs = setup.reference_seconds.to_string();
+    let corpus = setup.corpus.display().to_string();
+    let openssl = |decrypt: bool, threads: usize| {
+        let mut a = argv(&["openssl", "speed"]);
+        if decrypt {
+            a.push("-decrypt".into());
+        }
+        if threads > 1 {
+            a.extend(argv(&["-multi", &threads.to_string()]));
+        }
+        a.extend(argv(&["-evp", "aes-256-gcm", "-bytes", "16384", "-seconds", &secs]));
+        Reference { argv: a, parse: openssl_mbps }
+    };
+    let bench = |tool: &str, level: &str, parse: fn(&str) -> Option<f64>| Reference {
+        argv: argv(&[tool, &format!("-b{level}"), &format!("-i{secs}"), &corpus]),
+        parse,
+    };
+    let (dp, sp) = match Isa::best() {
+        Isa::Avx512 => ("peakflops_avx512_fma", "peakflops_sp_avx512_fma"),
+        Isa::Avx2Fma => ("peakflops_avx_fma", "peakflops_sp_avx_fma"),
+        _ => ("peakflops_sse", "peakflops_sp_sse"),
+    };
+    let vector = match Isa::best() {
+        Isa::Avx512 => "_avx512",
+        Isa::Avx2Fma => "_avx",
+        _ => "_sse",
+    };
+    let likwid = |kernel: &str, bytes: usize, threads: usize, parse: fn(&str) -> Option<f64>| Reference {
+        argv: argv(&["likwid-bench", "-t", kernel, "-W", &format!("N:{}kB:{threads}", bytes / 1000)]),
+        parse,
+    };
+    let l1 = 32_000;
+    let bw = setup.bandwidth_bytes;
+    let n = setup.threads;
+    let mut checks = vec![
+        Check {
+            probe: "cpu.flops",
+            metric: "gflops_f64_1t",
+            reference: likwid(dp, l1, 1, likwid_gflops),
+            target: AT_LEAST_90,
+            note: "",
+        },
+        Check {
+            probe: "cpu.flops",
+            metric: "gflops_f32_1t",
+            reference: likwid(sp, l1, 1, likwid_gflops),
+            target: AT_LEAST_90,
+            note: "",
+        },
+        Check {
+            probe: "cpu.flops",
+            metric: "gflops_f64_mt",
+            reference: likwid(dp, l1 * n, n, likwid_gflops),
+            target: AT_LEAST_90,
+            note: "",
+        },
+        Check {
+            probe: "cpu.flops",
+            metric: "gflops_f32_mt",
+            reference: likwid(sp, l1 * n, n, likwid_gflops),
+            target: AT_LEAST_90,
+            note: "",
+        },
+        Check {
+            probe: "cpu.aes_gcm",
+            metric: "encrypt_1t",
+            reference: openssl(false, 1),
+            target: WITHIN_10,
+            note: AES_NOTE,
+        },
+        Check {
+            probe: "cpu.aes_gcm",
+            metric: "decrypt_1t",
+            reference: openssl(true, 1),
+            target: WITHIN_10,
+            note: AES_NOTE,
+        },
+        Check {
+            probe: "cpu.aes_gcm",
+            metric: "encrypt_mt",
+            reference: openssl(false, n),
+            target: WITHIN_10,
+            note: AES_NOTE,
+        },
+        Check {
+            probe: "cpu.aes_gcm",
+            metric: "decrypt_mt",
+            reference: openssl(true, n),
+            target: WITHIN_10,
+            note: AES_NOTE,
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "zstd1_compress",
+            reference: bench("zstd", "1", compress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "zstd1_decompress",
+            reference: bench("zstd", "1", decompress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "zstd3_compress",
+            reference: bench("zstd", "3", compress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "zstd3_decompress",
+            reference: bench("zstd", "3", decompress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "lz4_compress",
+            reference: bench("lz4", "1", compress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "cpu.compress",
+            metric: "lz4_decompress",
+            reference: bench("lz4", "1", decompress_speed),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "memory.bandwidth",
+            metric: "read",
+            reference: likwid(&format!("load{vector}"), bw, n, likwid_gbps),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "memory.bandwidth",
+            metric: "write",
+            reference: likwid(&format!("store_mem{vector}"), bw, n, likwid_gbps),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "memory.bandwidth",
+            metric: "copy",
+            reference: likwid(&format!("copy_mem{vector}"), 2 * bw, n, likwid_gbps),
+            target: WITHIN_10,
+            note: "",
+        },
+        Check {
+            probe: "memory.bandwidth",
+            metric: "triad",
+            reference: likwid(&format!("stream_mem{vector}"), 3 * bw, n, likwid_gbps),
+            target: WITHIN_10,
+            note: "",
+        },
+    ];
+    if let Some(chase) = &setup.pointer_chase {
+        checks.push(Check {
+            probe: "memory.latency",
+            metric: "latency",
+            reference: Reference {
+                argv: vec![chase.display().to_string(), setup.latency_bytes.to_string(), secs.clone()],
+                parse: single_number,
+            },
+            target: WITHIN_10,
+            note: "reference: the same random cycle of 64-byte lines in C (collector/src/calibrate/pointer_chase.c)",
+        });
+    }
+    checks
+}
+
+const AES_NOTE: &str = "the probe uses ring's VAES path where the CPU has VAES; OpenSSL 3.0 has none for AES-GCM on AMD, so above 1.1 means the reference leaves hardware unused";
+
+/// The probe parameters calibration pins so that probe and reference measure the same thing.
+fn overrides(setup: &Setup) -> Overrides {
+    let mut o = Overrides::new();
+    o.entry("cpu.compress".into()).or_default().insert("corpus".into(), setup.corpus.display().to_string());
+    o.entry("memory.bandwidth".into())
+        .or_default()
+        .insert("size".into(), format!("{}", setup.bandwidth_bytes));
+    o.entry("memory.latency".into())
+        .or_default()
+        .insert("max_size".into(), format!("{}", setup.latency_bytes));
+    o
+}
+
+/// Runs a reference command once and returns its output with the foreign load meanwhile;
+/// `Ok(None)` when its tool is not installed.
+fn run_reference(argv: &[String]) -> Result<Option<(String, Figure)>> {
+    let meter = LoadMeter::start();
+    let output = match Command::new(&argv[0]).args(&argv[1..]).output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("running {}", argv[0])),
+    };
+    let load = meter.finish();
+    let text =
+        format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        bail!("`{}` failed ({}): {}", argv.join(" "), output.status, text.trim());
+    }
+    Ok(Some((text, Figure { value: f64::NAN, foreign_cpu: load.foreign_share, disturbed: load.disturbed() })))
+}
+
+/// Runs `once` until it is undisturbed, three tries at most.
+fn undisturbed<T>(mut once: impl FnMut() -> Result<Option<(T, bool)>>) -> Result<Option<T>> {
+    let mut last = None;
+    for _ in 0..3 {
+        match once()? {
+            None => return Ok(None),
+            Some((value, disturbed)) => {
+                last = Some(value);
+                if !disturbed {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(last)
+}
+
+pub struct Options {
+    pub probes: Vec<String>,
+    pub rounds: usize,
+    pub effort: Effort,
+    pub reference_seconds: u32,
+}
+
+/// Prepares the corpus file and the C reference in `workdir`.
+pub fn setup(workdir: &Path, reference_seconds: u32) -> Result<Setup> {
+    let corpus = workdir.join("corpus.bin");
+    std::fs::write(&corpus, probes::cpu::corpus::builtin(4 << 20)).context("writing the corpus file")?;
+    let source = workdir.join("pointer_chase.c");
+    std::fs::write(&source, include_str!("calibrate/pointer_chase.c"))?;
+    let binary = workdir.join("pointer_chase");
+    let compiled =
+        Command::new("cc").args(["-O2", "-o"]).arg(&binary).arg(&source).status().is_ok_and(|s| s.success());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    Ok(Setup {
+        threads,
+        corpus,
+        pointer_chase: compiled.then_some(binary),
+        bandwidth_bytes: 512 << 20,
+        latency_bytes: 256 << 20,
+        reference_seconds,
+    })
+}
+
+/// Runs the checks of the chosen probes, `rounds` times each, alternating probe and reference.
+pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>> {
+    let all = checks(setup);
+    let overrides = overrides(setup);
+    let mut outcomes = Vec::new();
+    let mut probe_ids: Vec<&str> = Vec::new();
+    for c in &all {
+        if !probe_ids.contains(&c.probe)
+            && (options.probes.is_empty() || options.probes.iter().any(|p| p == c.probe))
+        {
+            probe_ids.push(c.probe);
+        }
+    }
+    if let Some(unknown) = options.probes.iter().find(|p| !all.iter().any(|c| c.probe == p.as_str())) {
+        bail!(
+            "no calibration for probe `{unknown}` (calibrated: cpu.flops, cpu.aes_gcm, cpu.compress, memory.bandwidth, memory.latency)"
+        );
+    }
+    for probe_id in probe_ids {
+        let probe = probes::find(probe_id).expect("calibrated probes are registered");
+        let mine: Vec<&Check> = all.iter().filter(|c| c.probe == probe_id).collect();
+        let mut probe_runs: BTreeMap<&str, Vec<Figure>> = BTreeMap::new();
+        let mut reference_runs: Vec<Option<Vec<Figure>>> = vec![Some(Vec::new()); mine.len()];
+        let spec = RunSpec {
+            host: String::new(),
+            role: String::new(),
+            labels: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            suite: "calibrate".into(),
+            schedule: None,
+            effort: options.effort,
+            overrides: overrides.clone(),
+            deadline: None,
+        };
+        for round in 1..=options.rounds {
+            progress(&format!("{probe_id}: round {round}/{}: probe", options.rounds));
+            let started = Instant::now();
+            let result = undisturbed(|| {
+                let result = run_probes(
+                    &spec,
+                    std::slice::from_ref(&probe),
+                    Default::default(),
+                    &CancelToken::default(),
+                    &Silent,
+                )?;
+                if let Some((_, why)) = result.failures.first() {
+                    bail!("{probe_id} failed: {why}");
+                }
+                let disturbed = result.measurements.iter().any(|m| m.disturbed);
+                Ok(Some((result, disturbed)))
+            })?
+            .expect("a probe run always gives a result");
+            tracing::debug!("{probe_id} round {round} took {:?}", started.elapsed());
+            for check in &mine {
+                if let Some(m) = result.measurements.iter().find(|m| m.metric == check.metric) {
+                    probe_runs.entry(check.metric).or_default().push(Figure {
+                        value: m.value,
+                        foreign_cpu: m.foreign_cpu,
+                        disturbed: m.disturbed,
+                    });
+                }
+            }
+            // Tools that print several figures (zstd -b, lz4 -b) run once a round for all of them.
+            let mut outputs: BTreeMap<Vec<String>, Option<(String, Figure)>> = BTreeMap::new();
+            for (i, check) in mine.iter().enumerate() {
+                let Some(runs) = reference_runs[i].as_mut() else { continue };
+                let argv = &check.reference.argv;
+                if !outputs.contains_key(argv) {
+                    progress(&format!("{probe_id}: round {round}/{}: {}", options.rounds, argv.join(" ")));
+                    let run =
+                        undisturbed(|| Ok(run_reference(argv)?.map(|(text, f)| ((text, f), f.disturbed))))?;
+                    outputs.insert(argv.clone(), run);
+                }
+                match &outputs[argv] {
+                    Some((text, figure)) => {
+                        let value = (check.reference.parse)(text).with_context(|| {
+                            format!(
+                                "no {} figure in the output of `{}`:\n{}",
+                                check.metric,
+                                argv.join(" "),
+                                text.trim()
+                            )
+                        })?;
+                        runs.push(Figure { value, ..*figure });
+                    }
+                    None => reference_runs[i] = None,
+                }
+            }
+        }
+        for (i, check) in mine.iter().enumerate() {
+            let spec = fathom_datasets::catalogue::metric(check.probe, check.metric).expect("catalogued");
+            let probe_figures = probe_runs.remove(check.metric).unwrap_or_default();
+            let probe_value = median(&probe_figures.iter().map(|f| f.value).collect::<Vec<_>>());
+            let (reference_value, reference_figures, skipped) = match &reference_runs[i] {
+                Some(runs) => {
+                    (median(&runs.iter().map(|f| f.value).collect::<Vec<_>>()), runs.clone(), false)
+                }
+                None => (None, Vec::new(), true),
+            };
+            let ratio = probe_value.zip(reference_value).map(|(p, r)| p / r);
+            let verdict = match ratio {
+                _ if skipped => "skipped",
+                None => "skipped",
+                Some(r) if r < check.target.low => "low",
+                Some(r) if check.target.high.is_some_and(|h| r > h) => "high",
+                Some(_) => "ok",
+            };
+            let note = if skipped {
+                format!(
+                    "{} not found: install the reference tools with scripts/reference-tools",
+                    check.reference.argv[0]
+                )
+            } else {
+                check.note.to_string()
+            };
+            outcomes.push(Outcome {
+                probe: check.probe.into(),
+                metric: check.metric.into(),
+                unit: spec.unit.into(),
+                probe_value,
+                reference_value,
+                ratio,
+                target: check.target,
+                verdict: verdict.into(),
+                reference_command: check.reference.argv.join(" "),
+                probe_runs: probe_figures,
+                reference_runs: reference_figures,
+                note,
+            });
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The outcomes as a table for a terminal.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut out = format!(
+        "{:<17} {:<17} {:>10} {:>10} {:<8} {:>6} {:<9} {:<7} {:>8}  {}\n",
+        "probe",
+        "metric",
+        "probe",
+        "reference",
+        "unit",
+        "ratio",
+        "target",
+        "verdict",
+        "foreign",
+        "reference command"
+    );
+    for o in outcomes {
+        let num = |v: Option<f64>| v.map(fathom_datasets::human::format_value).unwrap_or_else(|| "-".into());
+        let target = match o.target.high {
+            Some(h) => format!("{:.2}–{:.2}", o.target.low, h),
+            None => format!("≥ {:.2}", o.target.low),
+        };
+        let foreign = o
+            .probe_runs
+            .iter()
+            .chain(&o.reference_runs)
+            .filter_map(|f| f.foreign_cpu)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        out.push_str(&format!(
+            "{:<17} {:<17} {:>10} {:>10} {:<8} {:>6} {:<9} {:<7} {:>8}  {}\n",
+            o.probe,
+            o.metric,
+            num(o.probe_value),
+            num(o.reference_value),
+            o.unit,
+            o.ratio.map(|r| format!("{r:.3}")).unwrap_or_else(|| "-".into()),
+            target,
+            o.verdict,
+            foreign.map(|f| format!("{:.1}%", f * 100.0)).unwrap_or_else(|| "-".into()),
+            o.reference_command,
+        ));
+        if !o.note.is_empty() && o.verdict != "ok" {
+            out.push_str(&format!("{:<17} note: {}\n", "", o.note));
+        }
+    }
+    let judged: Vec<_> = outcomes.iter().filter(|o| o.verdict != "skipped").collect();
+    let ok = judged.iter().filter(|o| o.verdict == "ok").count();
+    out.push_str(&format!(
+        "{ok} of {} within target; {} skipped; foreign = most CPU other processes used during any run (>{:.0}% is disturbed and rerun)\n",
+        judged.len(),
+        outcomes.len() - judged.len(),
+        DISTURBED_THRESHOLD * 100.0
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_outputs_parse() {
+        let openssl =
+            "version: 3.0.19\n+DT:evp:3:16384\ntype          16384 bytes\nAES-256-GCM    3567173.63k\n";
+        assert!((openssl_mbps(openssl).unwrap() - 3567.17363).abs() < 1e-6);
+        let multi = "Got: +F:22:AES-256-GCM:7000000.00 from 0\nevp            7100000.00k\n";
+        assert!((openssl_mbps(multi).unwrap() - 7100.0).abs() < 1e-6);
+        let zstd = " 1#corpus.bin        :   4194304 ->   1201749 (x3.490),  410.5 MB/s, 1231.8 MB/s\r";
+        assert_eq!(bench_speeds(zstd), Some((410.5, 1231.8)));
+        let lz4 = "1#corpus.bin       :   4194304 ->   1743186 (2.406),  694.1 MB/s , 3302.3 MB/s \n";
+        assert_eq!(bench_speeds(lz4), Some((694.1, 3302.3)));
+        assert_eq!(likwid_gflops("Cycles:\t\t1\nMFlops/s:\t\t57298.18\n"), Some(57.29818));
+        assert_eq!(likwid_gbps("MByte/s:\t\t43757.46\n"), Some(43.75746));
+        assert_eq!(single_number("91.5\n"), Some(91.5));
+        assert_eq!(bench_speeds("no figures here"), None);
+    }
+
+    #[test]
+    fn a_rerun_replaces_a_disturbed_figure_and_stops_when_quiet() {
+        let mut calls = 0;
+        let got = undisturbed(|| {
+            calls += 1;
+            Ok(Some((calls, calls < 2)))
+        })
+        .unwrap();
+        assert_eq!((got, calls), (Some(2), 2));
+        let mut calls = 0;
+        let got = undisturbed(|| {
+            calls += 1;
+            Ok(Some((calls, true)))
+        })
+        .unwrap();
+        assert_eq!((got, calls), (Some(3), 3), "three tries, then the last figure, flagged by the caller");
+    }
+}

@@ -1,0 +1,4 @@
+//! Memory probes.
+
+pub mod bandwidth;
+pub mod latency;

@@ -1,0 +1,56 @@
+//! `fathom-collector calibrate` against the real reference tools (installed by
+//! `scripts/reference-tools`, which `scripts/test` runs first).
+
+use fathom_e2e::{bin, run};
+
+/// The probe and `zstd -b`/`lz4 -b` run the same C libraries on the same corpus file, so on any
+/// machine their figures agree within noise; a probe that counted compressed bytes, or timed its
+/// own setup, would land far outside. The band is wide because tests share two cores.
+#[test]
+fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
+    let out = run(bin("fathom-collector").args([
+        "calibrate",
+        "--probes",
+        "cpu.compress",
+        "--rounds",
+        "1",
+        "--reference-seconds",
+        "1",
+        "--json",
+    ]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let outcomes = outcomes.as_array().expect("an array of outcomes");
+    let metrics: Vec<&str> = outcomes.iter().map(|o| o["metric"].as_str().unwrap()).collect();
+    assert_eq!(
+        metrics,
+        [
+            "zstd1_compress",
+            "zstd1_decompress",
+            "zstd3_compress",
+            "zstd3_decompress",
+            "lz4_compress",
+            "lz4_decompress"
+        ]
+    );
+    for o in outcomes {
+        let (probe, reference) = (o["probe_value"].as_f64().unwrap(), o["reference_value"].as_f64().unwrap());
+        let ratio = o["ratio"].as_f64().unwrap();
+        assert!((ratio - probe / reference).abs() < 1e-9);
+        assert!((0.6..1.6).contains(&ratio), "{}: probe {probe} vs reference {reference} MB/s", o["metric"]);
+        assert!(o["reference_command"].as_str().unwrap().contains("corpus.bin"), "same corpus file");
+        assert_eq!(o["probe_runs"].as_array().unwrap().len(), 1);
+        assert!(
+            o["reference_runs"][0]["foreign_cpu"].is_number(),
+            "the reference run's foreign load is recorded"
+        );
+    }
+}
+
+#[test]
+fn an_uncalibrated_probe_is_refused_by_name() {
+    let out = run(bin("fathom-collector").args(["calibrate", "--probes", "storage.seq"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no calibration for probe `storage.seq`"), "{err}");
+}
