@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use fathom_datasets::params::canonical;
-use fathom_datasets::stats::median;
 
 use crate::load::LoadMeter;
 use crate::measure::{parallel_throughput_mbps, repeat, slice_for};
@@ -60,26 +59,57 @@ impl Probe for Scaling {
         let data = corpus::builtin(chunk);
         let counts = ladder(max_threads);
         let start = Instant::now();
-        let per_step = ctx.effort.budget / counts.len() as u32;
-        let slice = slice_for(per_step, &ctx.effort);
-
-        let mut single = None;
+        // Each repetition runs the whole ladder, 1 thread first, so slow drift of a shared host
+        // (a neighbour on a sibling core, a frequency change) hits every thread count alike and
+        // efficiency compares figures taken seconds, not a whole probe, apart.
+        let slice = slice_for(ctx.effort.budget, &ctx.effort) / counts.len() as u32;
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let rate = |threads: usize| {
+            let units_per_us = parallel_throughput_mbps(threads, slice, |t| {
+                // One thread per CPU: the scheduler must not stack two on one CPU, or move the
+                // single thread between CPUs mid-measurement.
+                crate::probes::memory::bandwidth::pin_current_thread(t % cpus);
+                let mut compressor = zstd::bulk::Compressor::new(1).expect("zstd level 1");
+                let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+                let data = data.clone();
+                // Once before timing: zstd allocates and faults in its tables on first use.
+                compressor.compress_to_buffer(&data, &mut packed).expect("buffer fits the bound");
+                Box::new(move || {
+                    packed.clear();
+                    compressor.compress_to_buffer(&data, &mut packed).expect("buffer fits the bound");
+                    1
+                })
+            });
+            units_per_us * 1e6
+        };
+        let mut throughput = vec![Repetitions::default(); counts.len()];
+        let mut efficiency = vec![Repetitions::default(); counts.len()];
+        let load = LoadMeter::start();
+        // The noise target applies to the all-thread efficiency, the probe's headline figure.
+        let timed = repeat(ctx, ctx.effort.budget, start, || {
+            let mut one = f64::NAN;
+            for (i, &threads) in counts.iter().enumerate() {
+                let r = rate(threads);
+                if threads == 1 {
+                    one = r;
+                }
+                let at = start.elapsed().as_secs_f64();
+                throughput[i].values.push(r);
+                throughput[i].offsets.push(at);
+                efficiency[i].values.push(r / (threads as f64 * one));
+                efficiency[i].offsets.push(at);
+            }
+            (ctx.progress)((start.elapsed().as_secs_f64() / ctx.effort.budget.as_secs_f64()).min(1.0));
+            Ok(*efficiency.last().and_then(|e| e.values.last()).expect("the ladder is never empty"))
+        })?;
+        let load = load.finish();
+        // The warm-up's repetitions were discarded by `repeat`; drop them here too.
+        let kept = |r: &Repetitions, n: usize| Repetitions {
+            values: r.values[r.values.len() - n..].to_vec(),
+            offsets: r.offsets[r.offsets.len() - n..].to_vec(),
+        };
+        let n = timed.values.len();
         for (i, &threads) in counts.iter().enumerate() {
-            let load = LoadMeter::start();
-            let reps = repeat(ctx, per_step, start, || {
-                let units_per_us = parallel_throughput_mbps(threads, slice, |_| {
-                    let mut compressor = zstd::bulk::Compressor::new(1).expect("zstd level 1");
-                    let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-                    let data = data.clone();
-                    Box::new(move || {
-                        packed.clear();
-                        compressor.compress_to_buffer(&data, &mut packed).expect("buffer fits the bound");
-                        1
-                    })
-                });
-                Ok(units_per_us * 1e6)
-            })?;
-            let load = load.finish();
             let at_count = canonical(
                 ctx.params
                     .iter()
@@ -88,21 +118,16 @@ impl Probe for Scaling {
                     .chain([("threads", threads.to_string().as_str())])
                     .collect::<Vec<_>>(),
             );
-            out.record(self.id(), "throughput_nt", &at_count, &reps, load);
-            let one = *single.get_or_insert_with(|| median(&reps.values).unwrap_or(f64::NAN));
-            let efficiency = Repetitions {
-                values: reps.values.iter().map(|v| v / (threads as f64 * one)).collect(),
-                offsets: reps.offsets.clone(),
-            };
-            out.record(self.id(), "efficiency_nt", &at_count, &efficiency, load);
+            let (tput, eff) = (kept(&throughput[i], n), kept(&efficiency[i], n));
+            out.record(self.id(), "throughput_nt", &at_count, &tput, load);
+            out.record(self.id(), "efficiency_nt", &at_count, &eff, load);
             if threads == 1 {
-                out.record(self.id(), "throughput_1t", &params, &reps, load);
+                out.record(self.id(), "throughput_1t", &params, &tput, load);
             }
             if threads == max_threads {
-                out.record(self.id(), "throughput_mt", &params, &reps, load);
-                out.record(self.id(), "efficiency_mt", &params, &efficiency, load);
+                out.record(self.id(), "throughput_mt", &params, &tput, load);
+                out.record(self.id(), "efficiency_mt", &params, &eff, load);
             }
-            (ctx.progress)((i + 1) as f64 / counts.len() as f64);
         }
         out.notes.push(format!("threads {counts:?}; a work unit is zstd -1 of {chunk} bytes"));
         Ok(())
