@@ -361,7 +361,6 @@ pub struct Options {
     pub probes: Vec<String>,
     pub rounds: usize,
     pub effort: Effort,
-    pub reference_seconds: u32,
 }
 
 /// Prepares the corpus file and the C reference in `workdir`.

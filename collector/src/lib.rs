@@ -4,6 +4,7 @@
 //! delivery of a run into the Parquet dataset. What it is not: it analyses nothing and never
 //! links Polars, so it stays a small binary to install on every host.
 
+pub mod affinity;
 pub mod calibrate;
 pub mod host;
 pub mod load;

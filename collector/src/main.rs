@@ -242,7 +242,6 @@ fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         probes: args.probes.iter().map(|p| p.trim().to_string()).collect(),
         rounds: args.rounds as usize,
         effort: args.suite.effort(),
-        reference_seconds: args.reference_seconds,
     };
     let quiet = args.json;
     let outcomes = fathom_collector::calibrate::calibrate(&setup, &options, &|step| {

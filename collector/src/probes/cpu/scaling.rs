@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use fathom_datasets::params::canonical;
 
+use crate::affinity::{allowed_cpus, pin_current_thread};
 use crate::load::LoadMeter;
 use crate::measure::{parallel_throughput_mbps, repeat, slice_for};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
@@ -63,12 +64,12 @@ impl Probe for Scaling {
         // (a neighbour on a sibling core, a frequency change) hits every thread count alike and
         // efficiency compares figures taken seconds, not a whole probe, apart.
         let slice = slice_for(ctx.effort.budget, &ctx.effort) / counts.len() as u32;
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = allowed_cpus();
         let rate = |threads: usize| {
             let units_per_us = parallel_throughput_mbps(threads, slice, |t| {
                 // One thread per CPU: the scheduler must not stack two on one CPU, or move the
                 // single thread between CPUs mid-measurement.
-                crate::probes::memory::bandwidth::pin_current_thread(t % cpus);
+                pin_current_thread(cpus[t % cpus.len()]);
                 let mut compressor = zstd::bulk::Compressor::new(1).expect("zstd level 1");
                 let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
                 let data = data.clone();

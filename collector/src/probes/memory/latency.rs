@@ -31,7 +31,8 @@ use fathom_datasets::params::canonical;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::bandwidth::{Pages, Region, current_cpu, huge_page_bytes, mem_available, pin_current_thread};
+use super::bandwidth::{Pages, Region, huge_page_bytes, mem_available};
+use crate::affinity::{current_cpu, pin_current_thread};
 use crate::load::LoadMeter;
 use crate::measure::repeat;
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
