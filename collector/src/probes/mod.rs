@@ -61,10 +61,15 @@ pub const EFFORT_PARAMS: &[ParamSpec] = &[
 
 /// The `threads` parameter: a count, or `all` for every logical CPU.
 pub fn threads_param(params: &BTreeMap<String, String>) -> Result<usize, ProbeError> {
-    match params.get("threads").map(String::as_str).unwrap_or_default() {
+    thread_count(params, "threads")
+}
+
+/// A thread-count parameter called `name`: a count, or `all` (or unset) for every logical CPU.
+pub fn thread_count(params: &BTreeMap<String, String>, name: &str) -> Result<usize, ProbeError> {
+    match params.get(name).map(String::as_str).unwrap_or_default() {
         "all" | "" => Ok(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         n => n.parse::<usize>().ok().filter(|&n| (1..=4096).contains(&n)).ok_or_else(|| ProbeError::Param {
-            name: "threads".into(),
+            name: name.into(),
             reason: format!("`{n}` is not a thread count (1–4096 or `all`)"),
         }),
     }

@@ -136,12 +136,7 @@ impl Probe for Scaling {
 }
 
 fn settings(params: &BTreeMap<String, String>) -> Result<(usize, usize), ProbeError> {
-    let mut threads = params.clone();
-    threads.insert("threads".into(), params.get("max_threads").cloned().unwrap_or_default());
-    let max_threads = crate::probes::threads_param(&threads).map_err(|e| match e {
-        ProbeError::Param { reason, .. } => ProbeError::Param { name: "max_threads".into(), reason },
-        other => other,
-    })?;
+    let max_threads = crate::probes::thread_count(params, "max_threads")?;
     let text = params.get("chunk").map(String::as_str).unwrap_or_default();
     let chunk = parse_size(text).map_err(|reason| ProbeError::Param { name: "chunk".into(), reason })?;
     if !(4096..=16 << 20).contains(&chunk) {
