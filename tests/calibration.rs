@@ -5,7 +5,8 @@ use fathom_e2e::{bin, run};
 
 /// The probe and `zstd -b`/`lz4 -b` run the same C libraries on the same corpus file, so on any
 /// machine their figures agree within noise; a probe that counted compressed bytes, or timed its
-/// own setup, would land far outside. The band is wide because tests share two cores.
+/// own setup, would land far outside. The band is wide because tests share two cores; three
+/// rounds, since one reference run on a shared host has read half its usual figure.
 #[test]
 fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
     let out = run(bin("fathom-collector").args([
@@ -13,7 +14,7 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
         "--probes",
         "cpu.compress",
         "--rounds",
-        "1",
+        "3",
         "--reference-seconds",
         "1",
         "--json",
@@ -39,7 +40,7 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
         assert!((ratio - probe / reference).abs() < 1e-9);
         assert!((0.6..1.6).contains(&ratio), "{}: probe {probe} vs reference {reference} MB/s", o["metric"]);
         assert!(o["reference_command"].as_str().unwrap().contains("corpus.bin"), "same corpus file");
-        assert_eq!(o["probe_runs"].as_array().unwrap().len(), 1);
+        assert_eq!(o["probe_runs"].as_array().unwrap().len(), 3, "one figure per round");
         assert!(
             o["reference_runs"][0]["foreign_cpu"].is_number(),
             "the reference run's foreign load is recorded"
