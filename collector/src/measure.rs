@@ -1,5 +1,12 @@
 //! The repetition engine every probe shares: warm-up, then timed repetitions until the noise
 //! target is met, the repetition cap is hit, or the time budget is spent.
+//!
+//! The noise target applies to a sliding window, as in DaCapo's `--converge`: measuring stops
+//! once the last `min_reps` repetitions vary by no more than `target_cv`, and the measurement
+//! describes that window. On a shared host a neighbour's burst can slow a few repetitions by
+//! 20 % for a second; repetitions before a steady stretch are then an extended warm-up rather
+//! than part of the figure. When no window is steady within the budget, every repetition
+//! counts and the CV says how noisy the host was. Every timed repetition goes to `samples`.
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -15,38 +22,98 @@ pub fn repeat(
     probe_start: Instant,
     mut one: impl FnMut() -> Result<f64, ProbeError>,
 ) -> Result<Repetitions, ProbeError> {
+    let mut series = repeat_together(ctx, budget, probe_start, 1, |values| {
+        values.push(one()?);
+        Ok(())
+    })?;
+    Ok(series.pop().expect("one series"))
+}
+
+/// Measures `width` figures taken together in each repetition (a thread-count ladder), which
+/// `one` pushes in order. The window is steady when every figure is.
+pub fn repeat_together(
+    ctx: &ProbeContext,
+    budget: Duration,
+    probe_start: Instant,
+    width: usize,
+    mut one: impl FnMut(&mut Vec<f64>) -> Result<(), ProbeError>,
+) -> Result<Vec<Repetitions>, ProbeError> {
     let start = Instant::now();
     let end = (start + budget).min(ctx.deadline);
     let warmup_end = start + ctx.effort.warmup.min(budget / 4);
-    loop {
+    let mut values = Vec::with_capacity(width);
+    let mut take = |values: &mut Vec<f64>| -> Result<(), ProbeError> {
         ctx.check()?;
-        one()?;
+        values.clear();
+        one(values)?;
+        assert_eq!(values.len(), width, "a repetition gave the wrong number of figures");
+        Ok(())
+    };
+    loop {
+        take(&mut values)?;
         if Instant::now() >= warmup_end {
             break;
         }
     }
-    let mut reps = Repetitions::default();
+    let mut series = vec![Repetitions::default(); width];
     loop {
-        ctx.check()?;
-        let value = one()?;
-        reps.values.push(value);
-        reps.offsets.push(probe_start.elapsed().as_secs_f64());
-        if done(&ctx.effort, &reps.values, Instant::now() >= end) {
-            return Ok(reps);
+        take(&mut values)?;
+        let at = probe_start.elapsed().as_secs_f64();
+        for (reps, &value) in series.iter_mut().zip(&values) {
+            reps.values.push(value);
+            reps.offsets.push(at);
+        }
+        let n = series[0].values.len();
+        let window = ctx.effort.min_reps.max(1);
+        if n >= window && series.iter().all(|r| steady(&r.values[n - window..], ctx.effort.target_cv)) {
+            for reps in &mut series {
+                reps.steady_from = n - window;
+            }
+            return Ok(series);
+        }
+        if n >= ctx.effort.max_reps || Instant::now() >= end {
+            return Ok(series);
         }
     }
 }
 
-fn done(effort: &Effort, values: &[f64], out_of_time: bool) -> bool {
-    let n = values.len();
-    let quiet = n >= effort.min_reps && cv(values).is_some_and(|c| c <= effort.target_cv);
-    quiet || n >= effort.max_reps || out_of_time
+/// Whether a window of repetitions meets the noise target; a single repetition or a window of
+/// zeros (nothing to vary) is steady.
+fn steady(window: &[f64], target_cv: f64) -> bool {
+    window.len() < 2 || window.iter().all(|&v| v == 0.0) || cv(window).is_some_and(|c| c <= target_cv)
 }
 
-/// How long one repetition should run so that the minimum repetitions and the warm-up fit the
-/// budget with room to spare; long enough that timer resolution and thread start-up vanish.
+/// Time for metrics measured one after another. Each takes its weight's share of what is left
+/// of the probe's budget, so time a quiet metric did not need goes to the noisier ones after it.
+#[derive(Debug)]
+pub struct Shares {
+    end: Instant,
+    weight_left: u32,
+}
+
+impl Shares {
+    pub fn new(budget: Duration, total_weight: u32) -> Shares {
+        Shares { end: Instant::now() + budget, weight_left: total_weight.max(1) }
+    }
+
+    /// The next metric's time: `weight` parts of what is left.
+    pub fn take(&mut self, weight: u32) -> Duration {
+        let weight = weight.min(self.weight_left);
+        let left = self.end.saturating_duration_since(Instant::now());
+        let share = left * weight / self.weight_left.max(1);
+        self.weight_left -= weight;
+        share
+    }
+}
+
+/// Repetitions the budget holds per window of `min_reps`.
+const REPS_PER_WINDOW: f64 = 5.0;
+
+/// How long one repetition should run: short enough that the budget holds several windows of
+/// `min_reps` (a steady window must fit between a neighbour's bursts), long enough that timer
+/// resolution and thread start-up vanish (10 ms at least).
 pub fn slice_for(budget: Duration, effort: &Effort) -> Duration {
-    let per_rep = budget.as_secs_f64() / (effort.min_reps.max(1) as f64 * 2.0 + 2.0);
+    let per_rep = budget.as_secs_f64() / (effort.min_reps.max(1) as f64 * REPS_PER_WINDOW);
     Duration::from_secs_f64(per_rep.clamp(0.01, 1.0))
 }
 
@@ -132,7 +199,54 @@ mod tests {
         })
         .unwrap();
         assert_eq!(noisy.values.len(), 50);
+        assert_eq!(noisy.steady_from, 0, "nothing was steady: every repetition counts");
         assert!(noisy.offsets.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn a_disturbed_start_is_left_out_of_the_steady_window() {
+        // The first value is the warm-up's, which is never kept.
+        let values = [0.0, 60.0, 140.0, 80.0, 100.0, 101.0, 99.0, 100.0, 100.5, 1.0];
+        let mut next = values.iter();
+        let reps = repeat(&ctx(EFFORT, &|_| {}), Duration::from_secs(5), Instant::now(), || {
+            Ok(*next.next().unwrap())
+        })
+        .unwrap();
+        assert_eq!(reps.values, values[1..9]);
+        assert_eq!(reps.offsets.len(), 8);
+        assert_eq!(reps.steady_from, 3);
+        assert_eq!(reps.steady(), [100.0, 101.0, 99.0, 100.0, 100.5]);
+    }
+
+    #[test]
+    fn figures_taken_together_stop_when_all_are_steady() {
+        // The first figure is steady from the start, the second only from the fourth repetition.
+        let second = [0.0, 10.0, 20.0, 30.0, 50.0, 50.0, 50.0, 50.0, 50.0, 50.0];
+        let mut i = 0;
+        let series = repeat_together(&ctx(EFFORT, &|_| {}), Duration::from_secs(5), Instant::now(), 2, |f| {
+            f.extend([7.0, second[i]]);
+            i += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].values.len(), 8);
+        assert!(series.iter().all(|s| s.steady_from == 3));
+        assert_eq!(series[1].steady(), [50.0; 5]);
+    }
+
+    #[test]
+    fn shares_give_what_a_quick_metric_left_to_the_next() {
+        let mut shares = Shares::new(Duration::from_millis(400), 4);
+        let first = shares.take(1);
+        assert!(first <= Duration::from_millis(100) && first > Duration::from_millis(90), "{first:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        // 390 ms left for three metrics: each of them gets more than a quarter of the whole.
+        let second = shares.take(1);
+        assert!(second > Duration::from_millis(120) && second <= Duration::from_millis(130), "{second:?}");
+        let rest = shares.take(2);
+        assert!(rest > Duration::from_millis(250), "{rest:?}");
+        assert_eq!(shares.take(1), Duration::ZERO, "nothing is left after the whole weight");
     }
 
     #[test]

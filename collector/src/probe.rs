@@ -97,12 +97,13 @@ pub struct ProbeOutput {
 }
 
 impl ProbeOutput {
-    /// Records one metric from its repetitions: the median as `value`, the spread beside it, each
-    /// repetition as a sample. Unit, category and direction come from the metric catalogue.
+    /// Records one metric from its repetitions: the median of the steady window as `value`, the
+    /// window's spread beside it, every repetition as a sample. Unit, category and direction
+    /// come from the metric catalogue.
     pub fn record(&mut self, probe: &str, metric: &str, params: &str, reps: &Repetitions, load: CpuLoad) {
         let spec = catalogue::metric(probe, metric)
             .unwrap_or_else(|| panic!("{probe}.{metric} is not in the metric catalogue"));
-        let Some(s) = summarize(&reps.values) else { return };
+        let Some(s) = summarize(reps.steady()) else { return };
         self.measurements.push(Measurement {
             probe: probe.to_string(),
             category: spec.category().to_string(),
@@ -138,6 +139,21 @@ impl ProbeOutput {
 pub struct Repetitions {
     pub values: Vec<f64>,
     pub offsets: Vec<f64>,
+    /// Where the window the measurement describes begins: the steady stretch that ended the
+    /// repetitions (see [`crate::measure`]), or 0 when none was steady and all of them count.
+    pub steady_from: usize,
+}
+
+impl Repetitions {
+    /// A figure computed once rather than repeated (a compression ratio, a theoretical peak).
+    pub fn once(value: f64, offset: f64) -> Repetitions {
+        Repetitions { values: vec![value], offsets: vec![offset], steady_from: 0 }
+    }
+
+    /// The repetitions the measurement's statistics are computed from.
+    pub fn steady(&self) -> &[f64] {
+        &self.values[self.steady_from.min(self.values.len())..]
+    }
 }
 
 pub trait Probe: Send + Sync {
@@ -229,11 +245,28 @@ mod tests {
     #[test]
     fn record_takes_the_median_and_keeps_samples() {
         let mut out = ProbeOutput::default();
-        let reps = Repetitions { values: vec![10.0, 30.0, 20.0], offsets: vec![0.1, 0.2, 0.3] };
+        let reps =
+            Repetitions { values: vec![10.0, 30.0, 20.0], offsets: vec![0.1, 0.2, 0.3], steady_from: 0 };
         out.record("cpu.aes_gcm", "encrypt_1t", "buffer=16KiB", &reps, CpuLoad::default());
         let m = &out.measurements[0];
         assert_eq!((m.value, m.n, m.unit.as_str(), m.category.as_str()), (20.0, 3, "MB/s", "cpu"));
         assert_eq!(out.samples.len(), 3);
         assert_eq!(out.samples[2].seq, 2);
+    }
+
+    #[test]
+    fn record_describes_the_steady_window_and_keeps_every_sample() {
+        let mut out = ProbeOutput::default();
+        let reps = Repetitions {
+            values: vec![50.0, 70.0, 100.0, 101.0, 99.0],
+            offsets: vec![0.1, 0.2, 0.3, 0.4, 0.5],
+            steady_from: 2,
+        };
+        out.record("cpu.aes_gcm", "encrypt_1t", "buffer=16KiB", &reps, CpuLoad::default());
+        let m = &out.measurements[0];
+        assert_eq!((m.value, m.n, m.min, m.max), (100.0, 3, Some(99.0), Some(101.0)));
+        assert!((m.cv.unwrap() - 0.01).abs() < 1e-9, "sample stddev 1 over a mean of 100");
+        assert_eq!(out.samples.len(), 5);
+        assert_eq!(out.samples[0].value, 50.0);
     }
 }

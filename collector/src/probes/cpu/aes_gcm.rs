@@ -21,7 +21,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Tag, UnboundKey};
 
 use crate::load::LoadMeter;
-use crate::measure::{parallel_throughput_mbps, repeat, slice_for, throughput_mbps};
+use crate::measure::{Shares, parallel_throughput_mbps, repeat, slice_for, throughput_mbps};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
 use crate::probes::threads_param;
 
@@ -155,8 +155,8 @@ impl Probe for AesGcm {
         let (size, threads, implementation) = settings(&ctx.params)?;
         let params = self.params_text(ctx);
         let start = Instant::now();
-        let per_metric = ctx.effort.budget / 4;
-        let slice = slice_for(per_metric, &ctx.effort);
+        let slice = slice_for(ctx.effort.budget / 4, &ctx.effort);
+        let mut shares = Shares::new(ctx.effort.budget, 4);
         let metrics: [(&str, bool, usize); 4] = [
             ("encrypt_1t", true, 1),
             ("decrypt_1t", false, 1),
@@ -165,13 +165,14 @@ impl Probe for AesGcm {
         ];
         for (i, (metric, encrypt, n)) in metrics.into_iter().enumerate() {
             let load = LoadMeter::start();
+            let budget = shares.take(1);
             let reps = if n == 1 {
                 let mut w = Worker::new(implementation, size, 1);
-                repeat(ctx, per_metric, start, || {
+                repeat(ctx, budget, start, || {
                     Ok(throughput_mbps(slice, || if encrypt { w.encrypt() } else { w.decrypt() }))
                 })?
             } else {
-                repeat(ctx, per_metric, start, || {
+                repeat(ctx, budget, start, || {
                     Ok(parallel_throughput_mbps(n, slice, |t| {
                         let mut w = Worker::new(implementation, size, t as u8 + 1);
                         Box::new(move || if encrypt { w.encrypt() } else { w.decrypt() })

@@ -13,7 +13,7 @@ use std::time::Instant;
 use fathom_datasets::params::canonical;
 
 use crate::load::LoadMeter;
-use crate::measure::{repeat, slice_for, throughput_mbps};
+use crate::measure::{Shares, repeat, slice_for, throughput_mbps};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
 use crate::probes::cpu::corpus;
 
@@ -66,12 +66,13 @@ impl Probe for Compress {
         let start = Instant::now();
         let per_metric = ctx.effort.budget / TIMED_METRICS;
         let slice = slice_for(per_metric, &ctx.effort);
+        let mut shares = Shares::new(ctx.effort.budget, TIMED_METRICS);
         for (i, level) in LEVELS.into_iter().enumerate() {
             let failed = |e: std::io::Error| ProbeError::Failed(format!("zstd level {level}: {e}"));
             let mut compressor = zstd::bulk::Compressor::new(level).map_err(failed)?;
             let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
             let load = LoadMeter::start();
-            let reps = repeat(ctx, per_metric, start, || {
+            let reps = repeat(ctx, shares.take(1), start, || {
                 Ok(throughput_mbps(slice, || {
                     packed.clear();
                     compressor.compress_to_buffer(&data, &mut packed).expect("buffer fits the bound");
@@ -83,7 +84,7 @@ impl Probe for Compress {
             let mut decompressor = zstd::bulk::Decompressor::new().map_err(failed)?;
             let mut unpacked = Vec::with_capacity(data.len());
             let load = LoadMeter::start();
-            let reps = repeat(ctx, per_metric, start, || {
+            let reps = repeat(ctx, shares.take(1), start, || {
                 Ok(throughput_mbps(slice, || {
                     unpacked.clear();
                     decompressor
@@ -97,10 +98,7 @@ impl Probe for Compress {
             }
             out.record(self.id(), &format!("zstd{level}_decompress"), &params, &reps, load.finish());
 
-            let ratio = Repetitions {
-                values: vec![data.len() as f64 / packed.len() as f64],
-                offsets: vec![start.elapsed().as_secs_f64()],
-            };
+            let ratio = Repetitions::once(data.len() as f64 / packed.len() as f64, start.elapsed().as_secs_f64());
             out.record(self.id(), &format!("zstd{level}_ratio"), &params, &ratio, Default::default());
             (ctx.progress)((i + 1) as f64 / (LEVELS.len() + 1) as f64);
         }
@@ -110,7 +108,7 @@ impl Probe for Compress {
         let mut packed = vec![0u8; bound];
         let mut packed_len = 0;
         let load = LoadMeter::start();
-        let reps = repeat(ctx, per_metric, start, || {
+        let reps = repeat(ctx, shares.take(1), start, || {
             Ok(throughput_mbps(slice, || {
                 packed_len = lz4::block::compress_to_buffer(&data, None, false, &mut packed)
                     .expect("buffer fits the bound");
@@ -121,7 +119,7 @@ impl Probe for Compress {
         let packed = &packed[..packed_len];
         let mut unpacked = vec![0u8; data.len()];
         let load = LoadMeter::start();
-        let reps = repeat(ctx, per_metric, start, || {
+        let reps = repeat(ctx, shares.take(1), start, || {
             Ok(throughput_mbps(slice, || {
                 lz4::block::decompress_to_buffer(packed, Some(data.len() as i32), &mut unpacked)
                     .expect("own output decompresses")
@@ -131,10 +129,7 @@ impl Probe for Compress {
             return Err(ProbeError::Failed("lz4 did not round-trip".into()));
         }
         out.record(self.id(), "lz4_decompress", &params, &reps, load.finish());
-        let ratio = Repetitions {
-            values: vec![data.len() as f64 / packed.len() as f64],
-            offsets: vec![start.elapsed().as_secs_f64()],
-        };
+        let ratio = Repetitions::once(data.len() as f64 / packed.len() as f64, start.elapsed().as_secs_f64());
         out.record(self.id(), "lz4_ratio", &params, &ratio, Default::default());
         (ctx.progress)(1.0);
         out.notes.push(format!("corpus of {} bytes", data.len()));

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use fathom_datasets::params::canonical;
 
 use crate::load::LoadMeter;
-use crate::measure::{parallel_throughput_mbps, repeat, slice_for, throughput_mbps};
+use crate::measure::{Shares, parallel_throughput_mbps, repeat, slice_for, throughput_mbps};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions};
 use crate::probes::threads_param;
 
@@ -359,9 +359,9 @@ impl Probe for Flops {
         let params = self.params_text(ctx);
         let start = Instant::now();
         // The clock gets a tenth of the budget, each of the four FLOP figures the rest evenly.
-        let clock_budget = ctx.effort.budget / 10;
-        let per_metric = (ctx.effort.budget - clock_budget) / 4;
-        let slice = slice_for(per_metric, &ctx.effort);
+        let mut shares = Shares::new(ctx.effort.budget, 40);
+        let clock_budget = shares.take(4);
+        let slice = slice_for(ctx.effort.budget * 9 / 40, &ctx.effort);
 
         let load = LoadMeter::start();
         let clock_slice = slice_for(clock_budget, &ctx.effort);
@@ -387,7 +387,8 @@ impl Probe for Flops {
             // About 0.1–0.5 ms per call: short enough to stop on time, long enough to amortise.
             let iters = 20_000;
             let load = LoadMeter::start();
-            let reps = repeat(ctx, per_metric, start, || {
+            let budget = shares.take(9);
+            let reps = repeat(ctx, budget, start, || {
                 let mflops = if n == 1 {
                     throughput_mbps(slice, || kernel(isa, f32, iters) as usize)
                 } else {
@@ -402,16 +403,16 @@ impl Probe for Flops {
 
         if let Some(clock) = clock {
             out.record(self.id(), "clock_ghz", &params, &clock, clock_load);
-            let ghz = fathom_datasets::stats::median(&clock.values).unwrap_or(0.0);
+            let ghz = fathom_datasets::stats::median(clock.steady()).unwrap_or(0.0);
             let cores = threads.min(crate::host::physical_cores());
             let per_core = ghz * isa.f64_flops_per_cycle();
-            let at = vec![start.elapsed().as_secs_f64()];
-            let fixed = |v: f64| Repetitions { values: vec![v], offsets: at.clone() };
+            let at = start.elapsed().as_secs_f64();
+            let fixed = |v: f64| Repetitions::once(v, at);
             out.record(self.id(), "peak_f64_1t", &params, &fixed(per_core), clock_load);
             out.record(self.id(), "peak_f32_1t", &params, &fixed(2.0 * per_core), clock_load);
             out.record(self.id(), "peak_f64_mt", &params, &fixed(per_core * cores as f64), clock_load);
             out.record(self.id(), "peak_f32_mt", &params, &fixed(2.0 * per_core * cores as f64), clock_load);
-            let f64_1t = fathom_datasets::stats::median(&measured[0].values).unwrap_or(0.0);
+            let f64_1t = fathom_datasets::stats::median(measured[0].steady()).unwrap_or(0.0);
             out.notes.push(format!(
                 "{} at {ghz:.2} GHz: {:.0} f64 FLOPs/cycle nominal, {:.1} measured on one thread; peak_*_mt counts {cores} cores",
                 isa.name(),

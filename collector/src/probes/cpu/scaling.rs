@@ -15,8 +15,8 @@ use fathom_datasets::params::canonical;
 
 use crate::affinity::{allowed_cpus, pin_current_thread};
 use crate::load::LoadMeter;
-use crate::measure::{parallel_throughput_mbps, repeat, slice_for};
-use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
+use crate::measure::{parallel_throughput_mbps, repeat_together, slice_for};
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
 use crate::probes::cpu::corpus;
 
 pub struct Scaling;
@@ -83,33 +83,18 @@ impl Probe for Scaling {
             });
             units_per_us * 1e6
         };
-        let mut throughput = vec![Repetitions::default(); counts.len()];
-        let mut efficiency = vec![Repetitions::default(); counts.len()];
         let load = LoadMeter::start();
-        // The noise target applies to the all-thread efficiency, the probe's headline figure.
-        let timed = repeat(ctx, ctx.effort.budget, start, || {
-            let mut one = f64::NAN;
-            for (i, &threads) in counts.iter().enumerate() {
-                let r = rate(threads);
-                if threads == 1 {
-                    one = r;
-                }
-                let at = start.elapsed().as_secs_f64();
-                throughput[i].values.push(r);
-                throughput[i].offsets.push(at);
-                efficiency[i].values.push(r / (threads as f64 * one));
-                efficiency[i].offsets.push(at);
-            }
+        // Every figure of the ladder must be steady, the one-thread throughput included.
+        let mut series = repeat_together(ctx, ctx.effort.budget, start, 2 * counts.len(), |figures| {
+            let rates: Vec<f64> = counts.iter().map(|&threads| rate(threads)).collect();
+            figures.extend(&rates);
+            figures.extend(counts.iter().zip(&rates).map(|(&threads, r)| r / (threads as f64 * rates[0])));
             (ctx.progress)((start.elapsed().as_secs_f64() / ctx.effort.budget.as_secs_f64()).min(1.0));
-            Ok(*efficiency.last().and_then(|e| e.values.last()).expect("the ladder is never empty"))
+            Ok(())
         })?;
         let load = load.finish();
-        // The warm-up's repetitions were discarded by `repeat`; drop them here too.
-        let kept = |r: &Repetitions, n: usize| Repetitions {
-            values: r.values[r.values.len() - n..].to_vec(),
-            offsets: r.offsets[r.offsets.len() - n..].to_vec(),
-        };
-        let n = timed.values.len();
+        let efficiency = series.split_off(counts.len());
+        let throughput = series;
         for (i, &threads) in counts.iter().enumerate() {
             let at_count = canonical(
                 ctx.params
@@ -119,15 +104,15 @@ impl Probe for Scaling {
                     .chain([("threads", threads.to_string().as_str())])
                     .collect::<Vec<_>>(),
             );
-            let (tput, eff) = (kept(&throughput[i], n), kept(&efficiency[i], n));
-            out.record(self.id(), "throughput_nt", &at_count, &tput, load);
-            out.record(self.id(), "efficiency_nt", &at_count, &eff, load);
+            let (tput, eff) = (&throughput[i], &efficiency[i]);
+            out.record(self.id(), "throughput_nt", &at_count, tput, load);
+            out.record(self.id(), "efficiency_nt", &at_count, eff, load);
             if threads == 1 {
-                out.record(self.id(), "throughput_1t", &params, &tput, load);
+                out.record(self.id(), "throughput_1t", &params, tput, load);
             }
             if threads == max_threads {
-                out.record(self.id(), "throughput_mt", &params, &tput, load);
-                out.record(self.id(), "efficiency_mt", &params, &eff, load);
+                out.record(self.id(), "throughput_mt", &params, tput, load);
+                out.record(self.id(), "efficiency_mt", &params, eff, load);
             }
         }
         out.notes.push(format!("threads {counts:?}; a work unit is zstd -1 of {chunk} bytes"));

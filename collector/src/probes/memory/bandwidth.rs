@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use super::latency::{caches, fmt_size};
 use crate::affinity::{allowed_cpus, pin_current_thread};
 use crate::load::LoadMeter;
-use crate::measure::{repeat, slice_for};
+use crate::measure::{Shares, repeat, slice_for};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
 use crate::probes::threads_param;
 
@@ -732,13 +732,14 @@ impl Probe for MemoryBandwidth {
 
         let per_metric = (ctx.effort.budget.saturating_sub(setup) / 4).max(Duration::from_millis(100));
         let slice = slice_for(per_metric, &ctx.effort);
+        let mut shares = Shares::new(per_metric * 4, 4);
         for (i, metric) in Metric::ALL.into_iter().enumerate() {
             ctx.check()?;
             let load = LoadMeter::start();
             // One pass sizes the repetitions (and warms up).
             let (_, one) = arrays.timed(metric, kernels, 1);
             let passes = (slice.as_secs_f64() / one).round().clamp(1.0, 1e6) as usize;
-            let reps = repeat(ctx, per_metric, start, || {
+            let reps = repeat(ctx, shares.take(1), start, || {
                 let (bytes, secs) = arrays.timed(metric, kernels, passes);
                 Ok(bytes / secs / 1e9)
             })?;

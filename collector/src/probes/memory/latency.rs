@@ -372,15 +372,15 @@ impl MemoryLatency {
             // This set's share of what is left of the budget, by weight.
             let w = weight(ws, &caches, largest);
             let left = end.saturating_duration_since(Instant::now());
-            // A quarter of the share warms up (at most the suite's warm-up); the minimum
-            // repetitions fit in the rest with one to spare, each at least MIN_REP long, so
-            // a share too small for that grows (overrunning the budget a little, not cutting
-            // repetitions).
+            // A quarter of the share warms up (at most the suite's warm-up); the rest holds
+            // about four windows of the minimum repetitions (see `measure`), each repetition
+            // at least MIN_REP long, so a share too small for one window grows (overrunning
+            // the budget a little, not cutting repetitions).
             let min_reps = ctx.effort.min_reps.max(1) as u32;
             let share = (left * w / left_weight.max(1)).max(MIN_REP * (min_reps + 2));
             left_weight -= w;
             let warmup = ctx.effort.warmup.min(share / 4);
-            let rep_time = (share.saturating_sub(warmup) / (min_reps + 1)).clamp(MIN_REP, MAX_REP);
+            let rep_time = (share.saturating_sub(warmup) / (4 * min_reps)).clamp(MIN_REP, MAX_REP);
 
             // Size the repetitions: loads doubling until a run lasts 2 ms, then one more 2 ms
             // run, by when what the build left in the caches no longer flatters the figure.
