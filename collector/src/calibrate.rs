@@ -3,7 +3,8 @@
 //! can do is caught before it misleads a comparison.
 //!
 //! Method: rounds of A B A B … (the probe, then its references) so slow drift of a shared
-//! machine hits both sides alike; the median of each side; the ratio probe ÷ reference. Every
+//! machine hits both sides alike; the median of each side, and the median of the rounds'
+//! ratios probe ÷ reference (see [`paired_ratio`]). Every
 //! run records the CPU other processes used meanwhile (from `/proc/stat`), and a run disturbed
 //! by more than [`DISTURBED_THRESHOLD`] is run again (twice at most) and flagged if it stays so.
 
@@ -82,6 +83,8 @@ pub struct Setup {
     pub corpus: PathBuf,
     /// The compiled C pointer chase, where a C compiler was found.
     pub pointer_chase: Option<PathBuf>,
+    /// The compiled libzstd loop, where libzstd's header was found too.
+    pub zstd_loop: Option<PathBuf>,
     pub bandwidth_bytes: usize,
     pub latency_bytes: usize,
     pub reference_seconds: u32,
@@ -119,6 +122,12 @@ fn likwid_gflops(output: &str) -> Option<f64> {
 }
 fn likwid_gbps(output: &str) -> Option<f64> {
     labelled(output, "MByte/s:").map(|m| m / 1e3)
+}
+fn loop_compress(output: &str) -> Option<f64> {
+    labelled(output, "zstd_compress:")
+}
+fn loop_decompress(output: &str) -> Option<f64> {
+    labelled(output, "zstd_decompress:")
 }
 fn single_number(output: &str) -> Option<f64> {
     output.trim().parse().ok()
@@ -292,6 +301,31 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             note: "",
         },
     ];
+    if let Some(zstd_loop) = &setup.zstd_loop {
+        let reference = |level: &str, parse| Reference {
+            argv: vec![zstd_loop.display().to_string(), corpus.clone(), level.into(), secs.clone()],
+            parse,
+        };
+        for (metric, level, parse) in [
+            ("zstd1_compress", "1", loop_compress as fn(&str) -> Option<f64>),
+            ("zstd1_decompress", "1", loop_decompress),
+            ("zstd3_compress", "3", loop_compress),
+            ("zstd3_decompress", "3", loop_decompress),
+        ] {
+            // Beside its `zstd -b` check, so the table shows both references together.
+            let at = checks.iter().rposition(|c| c.metric == metric).map_or(checks.len(), |i| i + 1);
+            checks.insert(
+                at,
+                Check {
+                    probe: "cpu.compress",
+                    metric,
+                    reference: reference(level, parse),
+                    target: WITHIN_10,
+                    note: "reference: the system's libzstd in a plain C loop (collector/src/calibrate/zstd_loop.c)",
+                },
+            );
+        }
+    }
     if let Some(chase) = &setup.pointer_chase {
         checks.push(Check {
             probe: "memory.latency",
@@ -367,20 +401,35 @@ pub struct Options {
 pub fn setup(workdir: &Path, reference_seconds: u32) -> Result<Setup> {
     let corpus = workdir.join("corpus.bin");
     std::fs::write(&corpus, probes::cpu::corpus::builtin(4 << 20)).context("writing the corpus file")?;
-    let source = workdir.join("pointer_chase.c");
-    std::fs::write(&source, include_str!("calibrate/pointer_chase.c"))?;
-    let binary = workdir.join("pointer_chase");
-    let compiled =
-        Command::new("cc").args(["-O2", "-o"]).arg(&binary).arg(&source).status().is_ok_and(|s| s.success());
+    let pointer_chase = compile_c(workdir, "pointer_chase", include_str!("calibrate/pointer_chase.c"), &[])?;
+    let zstd_loop = compile_c(workdir, "zstd_loop", include_str!("calibrate/zstd_loop.c"), &["-lzstd"])?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     Ok(Setup {
         threads,
         corpus,
-        pointer_chase: compiled.then_some(binary),
+        pointer_chase,
+        zstd_loop,
         bandwidth_bytes: 512 << 20,
         latency_bytes: 256 << 20,
         reference_seconds,
     })
+}
+
+/// Compiles one of the C references with `cc -O2`; `None` where that fails (no compiler, or no
+/// library headers), and its checks are left out.
+fn compile_c(workdir: &Path, name: &str, code: &str, libs: &[&str]) -> Result<Option<PathBuf>> {
+    let source = workdir.join(format!("{name}.c"));
+    std::fs::write(&source, code).with_context(|| format!("writing {}", source.display()))?;
+    let binary = workdir.join(name);
+    let compiled = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .args(libs)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    Ok(compiled.then_some(binary))
 }
 
 /// Runs the checks of the chosen probes, `rounds` times each, alternating probe and reference.
@@ -436,9 +485,12 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
             })?
             .expect("a probe run always gives a result");
             tracing::debug!("{probe_id} round {round} took {:?}", started.elapsed());
-            for check in &mine {
-                if let Some(m) = result.measurements.iter().find(|m| m.metric == check.metric) {
-                    probe_runs.entry(check.metric).or_default().push(Figure {
+            let mut metrics: Vec<&str> = mine.iter().map(|c| c.metric).collect();
+            metrics.sort_unstable();
+            metrics.dedup();
+            for metric in metrics {
+                if let Some(m) = result.measurements.iter().find(|m| m.metric == metric) {
+                    probe_runs.entry(metric).or_default().push(Figure {
                         value: m.value,
                         foreign_cpu: m.foreign_cpu,
                         disturbed: m.disturbed,
@@ -474,7 +526,8 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         }
         for (i, check) in mine.iter().enumerate() {
             let spec = fathom_datasets::catalogue::metric(check.probe, check.metric).expect("catalogued");
-            let probe_figures = probe_runs.remove(check.metric).unwrap_or_default();
+            // A metric may have several references: each outcome gets the probe's figures.
+            let probe_figures = probe_runs.get(check.metric).cloned().unwrap_or_default();
             let probe_value = median(&probe_figures.iter().map(|f| f.value).collect::<Vec<_>>());
             let (reference_value, reference_figures, skipped) = match &reference_runs[i] {
                 Some(runs) => {
@@ -482,7 +535,8 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
                 }
                 None => (None, Vec::new(), true),
             };
-            let ratio = probe_value.zip(reference_value).map(|(p, r)| p / r);
+            let ratio = paired_ratio(&probe_figures, &reference_figures)
+                .or_else(|| probe_value.zip(reference_value).map(|(p, r)| p / r));
             let verdict = match ratio {
                 _ if skipped => "skipped",
                 None => "skipped",
@@ -515,6 +569,17 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         }
     }
     Ok(outcomes)
+}
+
+/// The median of each round's ratio, the probe's figure over the reference's taken right after
+/// it. Pairs taken seconds apart share the host's state: on a machine whose bandwidth jumps
+/// between modes for minutes at a time, the ratio of two medians can compare one mode with the
+/// other, the median of paired ratios does not. `None` unless every round has both figures.
+fn paired_ratio(probe: &[Figure], reference: &[Figure]) -> Option<f64> {
+    if probe.is_empty() || probe.len() != reference.len() {
+        return None;
+    }
+    median(&probe.iter().zip(reference).map(|(p, r)| p.value / r.value).collect::<Vec<_>>())
 }
 
 /// The outcomes as a table for a terminal.
@@ -590,7 +655,21 @@ mod tests {
         assert_eq!(likwid_gflops("Cycles:\t\t1\nMFlops/s:\t\t57298.18\n"), Some(57.29818));
         assert_eq!(likwid_gbps("MByte/s:\t\t43757.46\n"), Some(43.75746));
         assert_eq!(single_number("91.5\n"), Some(91.5));
+        let zstd_loop = "zstd_compress: 441.5\nzstd_decompress: 1304.2\nlibzstd 1.5.4, level 1, ratio 3.418\n";
+        assert_eq!((loop_compress(zstd_loop), loop_decompress(zstd_loop)), (Some(441.5), Some(1304.2)));
         assert_eq!(bench_speeds("no figures here"), None);
+    }
+
+    #[test]
+    fn rounds_are_compared_pairwise_so_a_mode_change_cancels() {
+        let f = |value| Figure { value, foreign_cpu: None, disturbed: false };
+        // The host jumps from a slow mode to a fast one after two rounds; within each round the
+        // probe reads 5 % above the reference. The ratio of the medians would say 1.75.
+        let probe = [f(31.5), f(31.5), f(52.5), f(52.5), f(52.5)];
+        let reference = [f(30.0), f(30.0), f(50.0), f(50.0), f(30.0)];
+        assert!((paired_ratio(&probe, &reference).unwrap() - 1.05).abs() < 1e-9);
+        assert_eq!(paired_ratio(&probe[..4], &reference), None, "rounds missing a figure");
+        assert_eq!(paired_ratio(&[], &[]), None);
     }
 
     #[test]
