@@ -655,7 +655,8 @@ mod tests {
         assert_eq!(likwid_gflops("Cycles:\t\t1\nMFlops/s:\t\t57298.18\n"), Some(57.29818));
         assert_eq!(likwid_gbps("MByte/s:\t\t43757.46\n"), Some(43.75746));
         assert_eq!(single_number("91.5\n"), Some(91.5));
-        let zstd_loop = "zstd_compress: 441.5\nzstd_decompress: 1304.2\nlibzstd 1.5.4, level 1, ratio 3.418\n";
+        let zstd_loop =
+            "zstd_compress: 441.5\nzstd_decompress: 1304.2\nlibzstd 1.5.4, level 1, ratio 3.418\n";
         assert_eq!((loop_compress(zstd_loop), loop_decompress(zstd_loop)), (Some(441.5), Some(1304.2)));
         assert_eq!(bench_speeds("no figures here"), None);
     }

@@ -160,7 +160,8 @@ mod tests {
             if !self.1 {
                 return Err(ProbeError::Failed("disk on fire".into()));
             }
-            let reps = Repetitions { values: vec![1.0, 2.0, 3.0], offsets: vec![0.0, 0.1, 0.2], steady_from: 0 };
+            let reps =
+                Repetitions { values: vec![1.0, 2.0, 3.0], offsets: vec![0.0, 0.1, 0.2], steady_from: 0 };
             out.record("cpu.aes_gcm", "encrypt_1t", "", &reps, Default::default());
             Ok(())
         }

@@ -98,7 +98,8 @@ impl Probe for Compress {
             }
             out.record(self.id(), &format!("zstd{level}_decompress"), &params, &reps, load.finish());
 
-            let ratio = Repetitions::once(data.len() as f64 / packed.len() as f64, start.elapsed().as_secs_f64());
+            let ratio =
+                Repetitions::once(data.len() as f64 / packed.len() as f64, start.elapsed().as_secs_f64());
             out.record(self.id(), &format!("zstd{level}_ratio"), &params, &ratio, Default::default());
             (ctx.progress)((i + 1) as f64 / (LEVELS.len() + 1) as f64);
         }

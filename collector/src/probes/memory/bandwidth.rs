@@ -35,20 +35,18 @@
 //! touches each page in order, so page size hardly matters to the figure, and on VMs that hand
 //! freed huge pages back to the host, faulting fresh huge pages in costs seconds of setup.
 //!
-//! This module also holds the memory helpers `memory.latency` shares: aligned huge-page
-//! regions, CPU pinning and available memory.
 
-use std::alloc::Layout;
 use std::collections::BTreeMap;
-use std::ptr::NonNull;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use super::latency::{caches, fmt_size};
+use super::system::{
+    Pages, Region, caches, fmt_size, huge_page_bytes, mem_available, size_param, switch_param,
+};
 use crate::affinity::{allowed_cpus, pin_current_thread};
 use crate::load::LoadMeter;
 use crate::measure::{Shares, repeat, slice_for};
-use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput};
 use crate::probes::threads_param;
 
 pub struct MemoryBandwidth;
@@ -74,121 +72,6 @@ const PARAMS: &[ParamSpec] = &[
 const SCALAR: f64 = 3.0;
 /// Elements per thread chunk are a multiple of this (512 bytes), so chunks start aligned.
 const CHUNK_ALIGN: usize = 64;
-const HUGE_PAGE: usize = 2 << 20;
-
-// ---------------------------------------------------------------------------------------------
-// Memory, CPUs and pinning (shared with memory.latency).
-
-/// Which pages a [`Region`] asks the kernel for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pages {
-    /// Transparent huge pages (`MADV_HUGEPAGE`, 2 MiB-aligned).
-    Huge,
-    /// 4 KiB pages (`MADV_NOHUGEPAGE`).
-    Small,
-    /// No advice: the system's THP setting decides.
-    Default,
-}
-
-/// Memory from the global allocator, 2 MiB-aligned (so the kernel can back it with transparent
-/// huge pages), a whole number of pages, advised as asked. It starts uninitialised: write
-/// before reading.
-pub(crate) struct Region {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-// SAFETY: a Region is plain memory owned by one value; who writes where is up to its users,
-// who only ever hand disjoint parts to threads.
-unsafe impl Send for Region {}
-unsafe impl Sync for Region {}
-
-impl Region {
-    pub(crate) fn new(bytes: usize, pages: Pages) -> Result<Region, ProbeError> {
-        // 2 MiB alignment whatever the pages: where a buffer starts in the address space can
-        // matter (AMD's L1 way predictor hashes linear address bits 12–27), so it should not
-        // depend on where the allocator happens to put it.
-        let size = bytes.max(1).next_multiple_of(if pages == Pages::Huge { HUGE_PAGE } else { 4096 });
-        let layout = Layout::from_size_align(size, HUGE_PAGE)
-            .map_err(|e| ProbeError::Failed(format!("cannot allocate {}: {e}", fmt_size(size))))?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc(layout) })
-            .ok_or_else(|| ProbeError::Failed(format!("cannot allocate {}", fmt_size(size))))?;
-        #[cfg(target_os = "linux")]
-        {
-            let advice = match pages {
-                Pages::Huge => Some(libc::MADV_HUGEPAGE),
-                Pages::Small => Some(libc::MADV_NOHUGEPAGE),
-                Pages::Default => None,
-            };
-            if let Some(advice) = advice {
-                // SAFETY: the range is memory we own; advice failing (no THP) changes nothing
-                // else.
-                unsafe { libc::madvise(ptr.as_ptr().cast(), size, advice) };
-            }
-        }
-        Ok(Region { ptr, layout })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    pub(crate) fn as_ptr(&self) -> *const u8 {
-        self.ptr.as_ptr()
-    }
-
-    pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this very layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
-    }
-}
-
-/// Bytes of memory the system can give without swapping (`MemAvailable`).
-pub(crate) fn mem_available() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| parse_meminfo(&t)).or_else(|| {
-        let mut sys = sysinfo::System::new();
-        sys.refresh_memory();
-        Some(sys.available_memory()).filter(|&a| a > 0)
-    })
-}
-
-fn parse_meminfo(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// Bytes of `region` the kernel backs with transparent huge pages, from `/proc/self/smaps`.
-pub(crate) fn huge_page_bytes(region: &Region) -> Option<usize> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    huge_in_smaps(&smaps, region.as_ptr() as usize, region.len())
-}
-
-/// Sums `AnonHugePages` over the mappings that overlap `start..start + len`.
-fn huge_in_smaps(smaps: &str, start: usize, len: usize) -> Option<usize> {
-    let end = start + len;
-    let (mut inside, mut total, mut seen) = (false, 0usize, false);
-    for line in smaps.lines() {
-        let first = line.split(' ').next().unwrap_or_default();
-        if let Some((lo, hi)) = first.split_once('-')
-            && let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-        {
-            inside = lo < end && hi > start;
-        } else if inside && let Some(rest) = line.strip_prefix("AnonHugePages:") {
-            let kib: usize = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            total += kib * 1024;
-            seen = true;
-        }
-    }
-    seen.then_some(total.min(len))
-}
 
 // ---------------------------------------------------------------------------------------------
 // Kernels.
@@ -669,41 +552,17 @@ fn settings_with(
     llc_total: usize,
     available: Option<u64>,
 ) -> Result<Settings, ProbeError> {
-    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
-    let err = |name: &str, reason: String| ProbeError::Param { name: name.into(), reason };
     // The three arrays may take half of the available memory.
     let per_array_cap =
         available.map_or(usize::MAX, |a| usize::try_from(a / 6).unwrap_or(usize::MAX)).max(1 << 20);
-    let size = match param("size") {
-        "auto" | "" => {
-            let mut size = (4 * llc_total).max(256 << 20).next_multiple_of(1 << 20);
-            while size > per_array_cap && size > 16 << 20 {
-                size /= 2;
-            }
-            size
-        }
-        text => {
-            let size = parse_size(text).map_err(|reason| err("size", reason))?;
-            if !(1 << 20..=64 << 30).contains(&size) {
-                return Err(err("size", format!("`{text}` is not within 1 MiB to 64 GiB")));
-            }
-            if size > per_array_cap {
-                return Err(err(
-                    "size",
-                    format!(
-                        "three arrays of `{text}` need more than half the available memory ({})",
-                        fmt_size(available.unwrap_or_default() as usize)
-                    ),
-                ));
-            }
-            size / 8 * 8
-        }
-    };
-    let nt = match param("nt_stores") {
-        "auto" | "" => true,
-        "off" => false,
-        other => return Err(err("nt_stores", format!("`{other}` is not `auto` or `off`"))),
-    };
+    let auto = (4 * llc_total).max(256 << 20).next_multiple_of(1 << 20);
+    let size = size_param(params, "size", auto, per_array_cap, 8, |text| {
+        format!(
+            "three arrays of `{text}` need more than half the available memory ({})",
+            fmt_size(available.unwrap_or_default() as usize)
+        )
+    })?;
+    let nt = switch_param(params, "nt_stores")?;
     Ok(Settings { size, threads: threads_param(params)?, nt })
 }
 
@@ -876,26 +735,5 @@ mod tests {
         assert_eq!(name(settings_with(&p(&[("threads", "0")]), llc, None)), "threads");
         let off = settings_with(&p(&[("size", "512MiB"), ("nt_stores", "off")]), llc, None).unwrap();
         assert_eq!((off.size, off.nt), (512 << 20, false));
-    }
-
-    #[test]
-    fn meminfo_and_smaps_are_parsed() {
-        let meminfo =
-            "MemTotal:       24684360 kB\nMemFree:        23553432 kB\nMemAvailable:   24254012 kB\n";
-        assert_eq!(parse_meminfo(meminfo), Some(24254012 * 1024));
-        assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
-        let smaps = "\
-7f0000000000-7f0000400000 rw-p 00000000 00:00 0
-Size:               4096 kB
-AnonHugePages:      4096 kB
-VmFlags: rd wr mr mw me ac hg
-7f0000400000-7f0000800000 rw-p 00000000 00:00 0
-AnonHugePages:      2048 kB
-7f0000800000-7f0000801000 r--p 00000000 08:01 1234   /usr/lib/x.so
-AnonHugePages:         0 kB
-";
-        assert_eq!(huge_in_smaps(smaps, 0x7f00_0000_0000, 8 << 20), Some(6 << 20));
-        assert_eq!(huge_in_smaps(smaps, 0x7f00_0040_0000, 4 << 20), Some(2 << 20));
-        assert_eq!(huge_in_smaps(smaps, 0x1000, 4096), None);
     }
 }

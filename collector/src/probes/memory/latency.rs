@@ -24,18 +24,19 @@
 //! method in 100 lines of C, to check the figures against.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fathom_datasets::params::canonical;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::bandwidth::{Pages, Region, huge_page_bytes, mem_available};
+use super::system::{
+    Caches, Pages, Region, caches, fmt_size, huge_page_bytes, mem_available, size_param, switch_param,
+};
 use crate::affinity::{current_cpu, pin_current_thread};
 use crate::load::LoadMeter;
 use crate::measure::repeat;
-use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions, parse_size};
+use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, Repetitions};
 
 pub struct MemoryLatency;
 
@@ -67,104 +68,6 @@ const SEED: u64 = 0xfa7_0c4a5e;
 const MIN_REP: Duration = Duration::from_millis(10);
 const MAX_REP: Duration = Duration::from_millis(100);
 
-/// Data cache sizes in bytes, for the sweep's half-cache points (and the bandwidth arrays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Caches {
-    pub l1d: usize,
-    pub l2: usize,
-    /// The last-level cache of one CPU (one instance: a socket, or a CCX on AMD).
-    pub llc: usize,
-    /// How many last-level cache instances the machine has (distinct `shared_cpu_list`s).
-    pub llc_instances: usize,
-    /// Read from sysfs; false when some size is a fallback.
-    pub from_sysfs: bool,
-}
-
-impl Caches {
-    pub const FALLBACK: Caches =
-        Caches { l1d: 32 << 10, l2: 1 << 20, llc: 32 << 20, llc_instances: 1, from_sysfs: false };
-}
-
-/// This machine's caches, from `/sys/devices/system/cpu`, with fallbacks for what is missing.
-pub(crate) fn caches() -> Caches {
-    caches_from(Path::new("/sys/devices/system/cpu"))
-}
-
-/// Reads `cpu0/cache/index*/{level,type,size}` under `cpu_dir`. The last level is the highest
-/// data or unified level (L2 where there is no L3); its instances are counted from every CPU's
-/// `shared_cpu_list`. A size that cannot be read takes its fallback (32 KiB, 1 MiB, 32 MiB).
-pub(crate) fn caches_from(cpu_dir: &Path) -> Caches {
-    let read = |p: &Path| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
-    // (level, size, index directory name) of cpu0's data and unified caches.
-    let mut found: Vec<(u32, usize, String)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(cpu_dir.join("cpu0/cache")) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("index") {
-                continue;
-            }
-            let dir = entry.path();
-            let level = read(&dir.join("level")).and_then(|l| l.parse::<u32>().ok());
-            let kind = read(&dir.join("type")).unwrap_or_default();
-            let size = read(&dir.join("size")).and_then(|s| parse_cache_size(&s));
-            if let (Some(level), Some(size), "Data" | "Unified") = (level, size, kind.as_str()) {
-                found.push((level, size, name));
-            }
-        }
-    }
-    let at = |level: u32| found.iter().find(|f| f.0 == level).map(|f| f.1);
-    let fb = Caches::FALLBACK;
-    let (l1d, l2) = (at(1), at(2));
-    let last = found.iter().filter(|f| f.0 >= 2).max_by_key(|f| f.0);
-    let llc = last.map(|f| f.1);
-    let llc_instances = last.map_or(1, |(_, _, index)| llc_instances(cpu_dir, index));
-    Caches {
-        l1d: l1d.unwrap_or(fb.l1d),
-        l2: l2.unwrap_or(fb.l2),
-        llc: llc.unwrap_or(fb.llc),
-        llc_instances,
-        from_sysfs: l1d.is_some() && l2.is_some() && llc.is_some(),
-    }
-}
-
-/// Distinct `shared_cpu_list`s of cache `index` over all CPUs: one per cache instance.
-fn llc_instances(cpu_dir: &Path, index: &str) -> usize {
-    let Ok(entries) = std::fs::read_dir(cpu_dir) else { return 1 };
-    let lists: BTreeSet<String> = entries
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.strip_prefix("cpu").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|e| {
-            std::fs::read_to_string(e.path().join("cache").join(index).join("shared_cpu_list")).ok()
-        })
-        .map(|s| s.trim().to_string())
-        .collect();
-    lists.len().max(1)
-}
-
-/// Sysfs cache sizes: `32K`, `1024K`, `32768K`, also `2M`, `1G` or plain bytes.
-pub(crate) fn parse_cache_size(text: &str) -> Option<usize> {
-    let t = text.trim();
-    let (num, mult) = match t.as_bytes().last()? {
-        b'K' | b'k' => (&t[..t.len() - 1], 1 << 10),
-        b'M' | b'm' => (&t[..t.len() - 1], 1 << 20),
-        b'G' | b'g' => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim().parse::<usize>().ok().filter(|&n| n > 0).and_then(|n| n.checked_mul(mult))
-}
-
-/// `16384` → `16KiB`, `268435456` → `256MiB`; bytes when not a whole number of KiB.
-pub(crate) fn fmt_size(bytes: usize) -> String {
-    const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    UNITS
-        .iter()
-        .find(|(u, _)| bytes >= *u && bytes.is_multiple_of(*u))
-        .map_or_else(|| format!("{bytes}B"), |(u, name)| format!("{}{name}", bytes / u))
-}
-
 /// The checked parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Settings {
@@ -181,39 +84,15 @@ fn settings_with(
     caches: &Caches,
     available: Option<u64>,
 ) -> Result<Settings, ProbeError> {
-    let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
-    let err = |name: &str, reason: String| ProbeError::Param { name: name.into(), reason };
     let half_available = available.map_or(usize::MAX, |a| usize::try_from(a / 2).unwrap_or(usize::MAX));
-    let max = match param("max_size") {
-        "auto" | "" => {
-            let mut max = (256usize << 20).max(8 * caches.llc).next_power_of_two();
-            while max > half_available && max > 16 << 20 {
-                max /= 2;
-            }
-            max
-        }
-        text => {
-            let max = parse_size(text).map_err(|reason| err("max_size", reason))?;
-            if !(1 << 20..=64 << 30).contains(&max) {
-                return Err(err("max_size", format!("`{text}` is not within 1 MiB to 64 GiB")));
-            }
-            if max > half_available {
-                return Err(err(
-                    "max_size",
-                    format!(
-                        "`{text}` is more than half the available memory ({})",
-                        fmt_size(half_available.saturating_mul(2))
-                    ),
-                ));
-            }
-            max / LINE * LINE
-        }
-    };
-    let huge = match param("huge_pages") {
-        "auto" | "" => true,
-        "off" => false,
-        other => return Err(err("huge_pages", format!("`{other}` is not `auto` or `off`"))),
-    };
+    let auto = (256usize << 20).max(8 * caches.llc).next_power_of_two();
+    let max = size_param(params, "max_size", auto, half_available, LINE, |text| {
+        format!(
+            "`{text}` is more than half the available memory ({})",
+            fmt_size(half_available.saturating_mul(2))
+        )
+    })?;
+    let huge = switch_param(params, "huge_pages")?;
     Ok(Settings { max, huge })
 }
 
@@ -503,55 +382,6 @@ mod tests {
         let mut p = head;
         let ns = timed_chase(&mut p, nodes * 100);
         assert!(ns > 0.0 && ns < 1000.0, "{ns} ns per load");
-    }
-
-    fn fake_cpu(root: &Path, cpu: usize, caches: &[(u32, &str, &str, &str)]) {
-        for (i, (level, kind, size, shared)) in caches.iter().enumerate() {
-            let dir = root.join(format!("cpu{cpu}/cache/index{i}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(dir.join("level"), format!("{level}\n")).unwrap();
-            std::fs::write(dir.join("type"), format!("{kind}\n")).unwrap();
-            std::fs::write(dir.join("size"), format!("{size}\n")).unwrap();
-            std::fs::write(dir.join("shared_cpu_list"), format!("{shared}\n")).unwrap();
-        }
-    }
-
-    #[test]
-    fn cache_sizes_come_from_sysfs_with_fallbacks() {
-        assert_eq!(parse_cache_size("32K"), Some(32 << 10));
-        assert_eq!(parse_cache_size("32768K"), Some(32 << 20));
-        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
-        assert_eq!(parse_cache_size("4096"), Some(4096));
-        assert_eq!(parse_cache_size("lots"), None);
-        assert_eq!(parse_cache_size(""), None);
-
-        let dir = tempfile::tempdir().unwrap();
-        // Two CCX-like L3 instances over four CPUs; an instruction cache that must be ignored.
-        for cpu in 0..4 {
-            fake_cpu(
-                dir.path(),
-                cpu,
-                &[
-                    (1, "Data", "48K", &cpu.to_string()),
-                    (1, "Instruction", "64K", &cpu.to_string()),
-                    (2, "Unified", "1280K", &cpu.to_string()),
-                    (3, "Unified", "32768K", if cpu < 2 { "0-1" } else { "2-3" }),
-                ],
-            );
-        }
-        std::fs::create_dir_all(dir.path().join("cpufreq")).unwrap();
-        let c = caches_from(dir.path());
-        assert_eq!(
-            c,
-            Caches { l1d: 48 << 10, l2: 1280 << 10, llc: 32 << 20, llc_instances: 2, from_sysfs: true }
-        );
-
-        // No L3: the L2 is the last level. No sysfs at all: the fallbacks.
-        let dir = tempfile::tempdir().unwrap();
-        fake_cpu(dir.path(), 0, &[(1, "Data", "64K", "0"), (2, "Unified", "2048K", "0-3")]);
-        let c = caches_from(dir.path());
-        assert_eq!((c.l1d, c.l2, c.llc, c.llc_instances), (64 << 10, 2 << 20, 2 << 20, 1));
-        assert_eq!(caches_from(&dir.path().join("nothing")), Caches::FALLBACK);
     }
 
     #[test]

@@ -2,3 +2,4 @@
 
 pub mod bandwidth;
 pub mod latency;
+mod system;
