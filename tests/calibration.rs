@@ -16,6 +16,8 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
         "cpu.compress",
         "--rounds",
         "3",
+        "--max-rounds",
+        "3",
         "--reference-seconds",
         "1",
         "--json",

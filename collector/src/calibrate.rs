@@ -393,7 +393,10 @@ fn undisturbed<T>(mut once: impl FnMut() -> Result<Option<(T, bool)>>) -> Result
 
 pub struct Options {
     pub probes: Vec<String>,
+    /// Rounds every probe gets.
     pub rounds: usize,
+    /// Rounds a probe may get while its rounds disagree (see [`settled`]).
+    pub max_rounds: usize,
     pub effort: Effort,
 }
 
@@ -466,8 +469,12 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
             overrides: overrides.clone(),
             deadline: None,
         };
-        for round in 1..=options.rounds {
-            progress(&format!("{probe_id}: round {round}/{}: probe", options.rounds));
+        let mut round = 0;
+        while round < options.rounds
+            || (round < options.max_rounds && !settled(&mine, &probe_runs, &reference_runs))
+        {
+            round += 1;
+            progress(&format!("{probe_id}: round {round}: probe"));
             let started = Instant::now();
             let result = undisturbed(|| {
                 let result = run_probes(
@@ -503,7 +510,7 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
                 let Some(runs) = reference_runs[i].as_mut() else { continue };
                 let argv = &check.reference.argv;
                 if !outputs.contains_key(argv) {
-                    progress(&format!("{probe_id}: round {round}/{}: {}", options.rounds, argv.join(" ")));
+                    progress(&format!("{probe_id}: round {round}: {}", argv.join(" ")));
                     let run =
                         undisturbed(|| Ok(run_reference(argv)?.map(|(text, f)| ((text, f), f.disturbed))))?;
                     outputs.insert(argv.clone(), run);
@@ -569,6 +576,26 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         }
     }
     Ok(outcomes)
+}
+
+/// How far the rounds' paired ratios of one check may spread (coefficient of variation) before
+/// calibration runs another round.
+const SETTLED_CV: f64 = 0.10;
+
+/// Whether every check's rounds agree: their paired ratios vary by no more than [`SETTLED_CV`].
+/// On a host whose memory bandwidth jumps between two modes, three rounds can put the probe in
+/// one mode and the reference in the other; the spread of the pairs shows it, and more rounds
+/// let the median of the pairs settle on the pairs taken in one mode.
+fn settled(
+    checks: &[&Check],
+    probe_runs: &BTreeMap<&str, Vec<Figure>>,
+    reference_runs: &[Option<Vec<Figure>>],
+) -> bool {
+    checks.iter().zip(reference_runs).all(|(check, reference)| {
+        let (Some(probe), Some(reference)) = (probe_runs.get(check.metric), reference) else { return true };
+        let ratios: Vec<f64> = probe.iter().zip(reference).map(|(p, r)| p.value / r.value).collect();
+        fathom_datasets::stats::cv(&ratios).is_none_or(|cv| cv <= SETTLED_CV)
+    })
 }
 
 /// The median of each round's ratio, the probe's figure over the reference's taken right after
@@ -659,6 +686,30 @@ mod tests {
             "zstd_compress: 441.5\nzstd_decompress: 1304.2\nlibzstd 1.5.4, level 1, ratio 3.418\n";
         assert_eq!((loop_compress(zstd_loop), loop_decompress(zstd_loop)), (Some(441.5), Some(1304.2)));
         assert_eq!(bench_speeds("no figures here"), None);
+    }
+
+    #[test]
+    fn rounds_that_disagree_are_not_settled() {
+        let f = |value| Figure { value, foreign_cpu: None, disturbed: false };
+        let check = checks(&Setup {
+            threads: 2,
+            corpus: PathBuf::from("corpus.bin"),
+            pointer_chase: None,
+            zstd_loop: None,
+            bandwidth_bytes: 1 << 20,
+            latency_bytes: 1 << 20,
+            reference_seconds: 1,
+        })
+        .into_iter()
+        .find(|c| c.probe == "memory.bandwidth" && c.metric == "read")
+        .unwrap();
+        let runs = |values: &[f64]| values.iter().map(|&v| f(v)).collect::<Vec<_>>();
+        let probe = BTreeMap::from([("read", runs(&[51.3, 50.5, 52.1]))]);
+        let modes_apart = [Some(runs(&[28.9, 50.3, 29.1]))];
+        assert!(!settled(&[&check], &probe, &modes_apart));
+        let agreeing = [Some(runs(&[49.9, 50.3, 51.0]))];
+        assert!(settled(&[&check], &probe, &agreeing));
+        assert!(settled(&[&check], &probe, &[None]), "a skipped reference never asks for rounds");
     }
 
     #[test]

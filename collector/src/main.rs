@@ -87,9 +87,14 @@ struct CalibrateArgs {
     /// Calibrate only these probes (comma-separated ids; default: every calibrated probe).
     #[arg(long, value_delimiter = ',')]
     probes: Vec<String>,
-    /// Rounds of probe-then-reference; each side's figure is the median over the rounds.
+    /// Rounds of probe-then-reference every probe gets; each side's figure is the median over
+    /// the rounds, the ratio the median of the rounds' ratios.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
+    /// More rounds, up to this many, for a probe whose rounds' ratios still spread by more
+    /// than 10 % (a host with performance modes); at least --rounds.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_rounds: u32,
     /// The suite whose effort (budget, repetitions, noise target) the probes run with.
     #[arg(long, value_enum, default_value = "quick")]
     suite: Suite,
@@ -241,6 +246,7 @@ fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let options = fathom_collector::calibrate::Options {
         probes: args.probes.iter().map(|p| p.trim().to_string()).collect(),
         rounds: args.rounds as usize,
+        max_rounds: args.max_rounds.max(args.rounds) as usize,
         effort: args.suite.effort(),
     };
     let quiet = args.json;
