@@ -99,3 +99,25 @@ fn column_types_read_unchanged_in_pyarrow() {
     assert!(out.contains("runs date "), "the date partition column comes from the folder: {out}");
     assert!(!out.contains(" uint"), "no unsigned columns: {out}");
 }
+
+/// Each figure is the median of the samples its row marks `in_window`, and there are `n` of
+/// them: an analyst can recompute any figure from the raw repetitions.
+#[test]
+fn each_figure_is_the_median_of_the_samples_it_marks() {
+    let (_dir, ds) = dataset();
+    let q = format!(
+        "select count(*), count(*) filter (where in_window = n and abs(value - median_in_window) <= 1e-9 * abs(value)) \
+         from (select m.value, m.n, count(*) filter (where s.in_window) as in_window, \
+                      median(s.value) filter (where s.in_window) as median_in_window \
+               from read_parquet('{ds}/measurements/*/*.parquet', hive_partitioning = true) m \
+               join read_parquet('{ds}/samples/*/*.parquet', hive_partitioning = true) s \
+               using (run_id, probe, metric, params) \
+               where m.host = 'analyst-host' \
+               group by m.run_id, m.probe, m.metric, m.params, m.value, m.n)",
+        ds = ds.display()
+    );
+    let out = python_ok(&format!("import duckdb\nprint(*duckdb.sql({q:?}).fetchone())"));
+    let counts: Vec<i64> = out.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!(counts[0] >= 4, "the real run's measurements joined their samples: {out}");
+    assert_eq!(counts[0], counts[1], "every figure matches its marked samples: {out}");
+}

@@ -6,6 +6,7 @@
 //! to reopen a probe.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ pub struct ProbeOutput {
 
 impl ProbeOutput {
     /// Records one metric from its repetitions: the median of the steady window as `value`, the
-    /// window's spread beside it, every repetition as a sample. Unit, category and direction
+    /// window's spread beside it, every repetition as a sample (those of the window marked). Unit, category and direction
     /// come from the metric catalogue.
     pub fn record(&mut self, probe: &str, metric: &str, params: &str, reps: &Repetitions, load: CpuLoad) {
         let spec = catalogue::metric(probe, metric)
@@ -121,6 +122,7 @@ impl ProbeOutput {
             disturbed: load.disturbed(),
             foreign_cpu: load.foreign_share,
         });
+        let window = reps.window_range();
         for (seq, (value, t)) in reps.values.iter().zip(&reps.offsets).enumerate() {
             self.samples.push(Sample {
                 probe: probe.to_string(),
@@ -129,6 +131,7 @@ impl ProbeOutput {
                 seq: seq as i32,
                 t_offset_s: *t,
                 value: *value,
+                in_window: window.contains(&seq),
             });
         }
     }
@@ -139,20 +142,27 @@ impl ProbeOutput {
 pub struct Repetitions {
     pub values: Vec<f64>,
     pub offsets: Vec<f64>,
-    /// Where the window the measurement describes begins: the steady stretch that ended the
-    /// repetitions (see [`crate::measure`]), or 0 when none was steady and all of them count.
-    pub steady_from: usize,
+    /// The repetitions the measurement describes: the steady window that ended the repetitions,
+    /// or the steadiest one when none met the target in time (see [`crate::measure`]); `None`
+    /// for all of them.
+    pub window: Option<Range<usize>>,
 }
 
 impl Repetitions {
     /// A figure computed once rather than repeated (a compression ratio, a theoretical peak).
     pub fn once(value: f64, offset: f64) -> Repetitions {
-        Repetitions { values: vec![value], offsets: vec![offset], steady_from: 0 }
+        Repetitions { values: vec![value], offsets: vec![offset], window: None }
+    }
+
+    /// Where the described repetitions are, as indices into `values`.
+    pub fn window_range(&self) -> Range<usize> {
+        let n = self.values.len();
+        self.window.clone().map_or(0..n, |w| w.start.min(n)..w.end.min(n))
     }
 
     /// The repetitions the measurement's statistics are computed from.
     pub fn steady(&self) -> &[f64] {
-        &self.values[self.steady_from.min(self.values.len())..]
+        &self.values[self.window_range()]
     }
 }
 
@@ -245,28 +255,30 @@ mod tests {
     #[test]
     fn record_takes_the_median_and_keeps_samples() {
         let mut out = ProbeOutput::default();
-        let reps =
-            Repetitions { values: vec![10.0, 30.0, 20.0], offsets: vec![0.1, 0.2, 0.3], steady_from: 0 };
+        let reps = Repetitions { values: vec![10.0, 30.0, 20.0], offsets: vec![0.1, 0.2, 0.3], window: None };
         out.record("cpu.aes_gcm", "encrypt_1t", "buffer=16KiB", &reps, CpuLoad::default());
         let m = &out.measurements[0];
         assert_eq!((m.value, m.n, m.unit.as_str(), m.category.as_str()), (20.0, 3, "MB/s", "cpu"));
         assert_eq!(out.samples.len(), 3);
         assert_eq!(out.samples[2].seq, 2);
+        assert!(out.samples.iter().all(|s| s.in_window), "no window: the row describes them all");
     }
 
     #[test]
     fn record_describes_the_steady_window_and_keeps_every_sample() {
         let mut out = ProbeOutput::default();
         let reps = Repetitions {
-            values: vec![50.0, 70.0, 100.0, 101.0, 99.0],
-            offsets: vec![0.1, 0.2, 0.3, 0.4, 0.5],
-            steady_from: 2,
+            values: vec![50.0, 70.0, 100.0, 101.0, 99.0, 60.0],
+            offsets: vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            window: Some(2..5),
         };
         out.record("cpu.aes_gcm", "encrypt_1t", "buffer=16KiB", &reps, CpuLoad::default());
         let m = &out.measurements[0];
         assert_eq!((m.value, m.n, m.min, m.max), (100.0, 3, Some(99.0), Some(101.0)));
         assert!((m.cv.unwrap() - 0.01).abs() < 1e-9, "sample stddev 1 over a mean of 100");
-        assert_eq!(out.samples.len(), 5);
+        assert_eq!(out.samples.len(), 6);
         assert_eq!(out.samples[0].value, 50.0);
+        let marked: Vec<i32> = out.samples.iter().filter(|s| s.in_window).map(|s| s.seq).collect();
+        assert_eq!(marked, [2, 3, 4], "the samples the row describes, and only those");
     }
 }

@@ -161,7 +161,7 @@ mod tests {
                 return Err(ProbeError::Failed("disk on fire".into()));
             }
             let reps =
-                Repetitions { values: vec![1.0, 2.0, 3.0], offsets: vec![0.0, 0.1, 0.2], steady_from: 0 };
+                Repetitions { values: vec![1.0, 2.0, 3.0], offsets: vec![0.0, 0.1, 0.2], window: None };
             out.record("cpu.aes_gcm", "encrypt_1t", "", &reps, Default::default());
             Ok(())
         }

@@ -129,6 +129,8 @@ pub struct Sample {
     pub seq: i32,
     pub t_offset_s: f64,
     pub value: f64,
+    /// Whether the measurement row describes this repetition (its steady window).
+    pub in_window: bool,
 }
 
 fn string_map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
@@ -324,6 +326,7 @@ pub struct SamplesBuilder {
     seq: Int32Builder,
     t_offset: Float64Builder,
     value: Float64Builder,
+    in_window: BooleanBuilder,
     rows: usize,
 }
 
@@ -336,6 +339,7 @@ impl SamplesBuilder {
         self.seq.append_value(s.seq);
         self.t_offset.append_value(s.t_offset_s);
         self.value.append_value(s.value);
+        self.in_window.append_value(s.in_window);
         self.rows += 1;
     }
 
@@ -356,6 +360,7 @@ impl SamplesBuilder {
             Arc::new(self.seq.finish()),
             Arc::new(self.t_offset.finish()),
             Arc::new(self.value.finish()),
+            Arc::new(self.in_window.finish()),
         ];
         batch(Table::Samples, columns)
     }
@@ -433,6 +438,7 @@ pub(crate) mod tests {
                 seq: 0,
                 t_offset_s: 0.5,
                 value: 999.0,
+                in_window: true,
             },
         );
         assert_eq!(s.finish().num_rows(), 1);

@@ -11,6 +11,11 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 /// Written into every `runs` row; readers refuse files from a newer major contract.
 pub const SCHEMA_VERSION: i32 = 1;
 
+/// Columns added to contract v1 after its first files were written. Older files lack them and
+/// stay valid; readers that use one must allow for its absence (DuckDB `union_by_name`, Polars
+/// `allow_missing_columns`).
+pub const ADDED_COLUMNS: &[(Table, &str)] = &[(Table::Samples, col::IN_WINDOW)];
+
 /// The partition column. It lives in the folder name (`date=YYYY-MM-DD`), never in the files.
 pub const PARTITION_COLUMN: &str = "date";
 
@@ -98,6 +103,7 @@ pub mod col {
 
     pub const SEQ: &str = "seq";
     pub const T_OFFSET_S: &str = "t_offset_s";
+    pub const IN_WINDOW: &str = "in_window";
 }
 
 /// The Arrow type of every timestamp in the dataset: microseconds, UTC.
@@ -189,6 +195,7 @@ pub static SAMPLES_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(col::SEQ, DataType::Int32, false),
         Field::new(col::T_OFFSET_S, DataType::Float64, false),
         Field::new(col::VALUE, DataType::Float64, false),
+        Field::new(col::IN_WINDOW, DataType::Boolean, false),
     ]))
 });
 
@@ -207,6 +214,9 @@ pub fn check_schema(table: Table, found: &Schema) -> Result<(), String> {
     let expected = table.schema();
     for field in expected.fields() {
         let Ok(f) = found.field_with_name(field.name()) else {
+            if ADDED_COLUMNS.contains(&(table, field.name().as_str())) {
+                continue;
+            }
             return Err(format!("missing column `{}`", field.name()));
         };
         if !same_type(f.data_type(), field.data_type()) {
@@ -269,6 +279,19 @@ mod tests {
                 assert_ne!(field.name(), PARTITION_COLUMN, "date lives in the folder name");
             }
         }
+    }
+
+    #[test]
+    fn files_from_before_an_added_column_stay_valid() {
+        let without: Vec<_> =
+            SAMPLES_SCHEMA.fields().iter().filter(|f| f.name() != col::IN_WINDOW).cloned().collect();
+        assert_eq!(check_schema(Table::Samples, &Schema::new(without)), Ok(()));
+        let without_value: Vec<_> =
+            SAMPLES_SCHEMA.fields().iter().filter(|f| f.name() != col::VALUE).cloned().collect();
+        assert_eq!(
+            check_schema(Table::Samples, &Schema::new(without_value)),
+            Err("missing column `value`".to_string())
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub(super) fn probe_params(probe: &str, site: &str) -> String {
     let peer = format!("peer-{site}.bench.internal");
     let p: Vec<(&str, &str)> = match probe {
         "cpu.flops" => vec![("isa", "avx2"), ("threads", "all")],
-        "cpu.aes_gcm" => vec![("buffer", "16KiB"), ("impl", "ring"), ("threads", "all")],
+        "cpu.aes_gcm" => vec![("buffer", "16KiB"), ("impl", "openssl"), ("threads", "all")],
         "cpu.compress" => vec![("corpus", "builtin"), ("corpus_size", "4MiB")],
         "cpu.scaling" => vec![("chunk", "64KiB"), ("max_threads", "all")],
         "memory.bandwidth" => vec![("nt_stores", "auto"), ("size", "auto"), ("threads", "all")],

@@ -72,6 +72,7 @@ impl Templates {
                         seq: 0,
                         t_offset_s: 0.0,
                         value: 0.0,
+                        in_window: true,
                     };
                     (m, s)
                 })

@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use fathom_datasets::params::canonical;
 
-use crate::affinity::{allowed_cpus, pin_current_thread};
 use crate::load::LoadMeter;
 use crate::measure::{parallel_throughput_mbps, repeat_together, slice_for};
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput, parse_size};
@@ -63,13 +62,11 @@ impl Probe for Scaling {
         // Each repetition runs the whole ladder, 1 thread first, so slow drift of a shared host
         // (a neighbour on a sibling core, a frequency change) hits every thread count alike and
         // efficiency compares figures taken seconds, not a whole probe, apart.
-        let slice = slice_for(ctx.effort.budget, &ctx.effort) / counts.len() as u32;
-        let cpus = allowed_cpus();
+        let slice = slice_for(ctx.effort.budget / 2, &ctx.effort) / counts.len() as u32;
         let rate = |threads: usize| {
-            let units_per_us = parallel_throughput_mbps(threads, slice, |t| {
-                // One thread per CPU: the scheduler must not stack two on one CPU, or move the
-                // single thread between CPUs mid-measurement.
-                pin_current_thread(cpus[t % cpus.len()]);
+            // One thread per CPU (the harness pins them): the scheduler must not stack two on
+            // one CPU, or move the single thread between CPUs mid-measurement.
+            let units_per_us = parallel_throughput_mbps(threads, slice, |_| {
                 let mut compressor = zstd::bulk::Compressor::new(1).expect("zstd level 1");
                 let mut packed = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
                 let data = data.clone();

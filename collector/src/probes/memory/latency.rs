@@ -8,7 +8,10 @@
 //! method of lmbench's `lat_mem_rd` with a random rather than a strided chain.
 //!
 //! The sweep doubles the working set from 16 KiB up to `max_size`, adding half of each cache
-//! level (L1d, L2, last level) read from sysfs; `latency_ws` is recorded for every point (its
+//! level (L1d, L2, last level) read from sysfs, and leaving out doubling points near a cache's
+//! capacity (more than ¾ and less than 1½ of it): there the chain is a mixture of two levels
+//! whose share moves with whatever else touches the cache (on a VM, the sibling hyperthread's
+//! tenant), so such a point measures the neighbours more than the hardware; `latency_ws` is recorded for every point (its
 //! `params` add `working_set=`), `latency_l1`, `latency_l2` and `latency_llc` at the half-cache
 //! points, and `latency` at `max_size`, far beyond the last-level cache: main memory.
 //!
@@ -65,7 +68,7 @@ const MIN_WS: usize = 16 << 10;
 const UNROLL: usize = 16;
 const SEED: u64 = 0xfa7_0c4a5e;
 /// The shortest and longest repetition.
-const MIN_REP: Duration = Duration::from_millis(10);
+const MIN_REP: Duration = Duration::from_millis(5);
 const MAX_REP: Duration = Duration::from_millis(100);
 
 /// The checked parameters.
@@ -96,12 +99,17 @@ fn settings_with(
     Ok(Settings { max, huge })
 }
 
-/// The sweep: 16 KiB doubling below `max`, `max` itself, and half of each cache level.
+/// The sweep: 16 KiB doubling below `max` except near a cache's capacity, `max` itself, and
+/// half of each cache level.
 fn working_sets(caches: &Caches, max: usize) -> Vec<usize> {
+    let near_capacity =
+        |ws: usize| [caches.l1d, caches.l2, caches.llc].iter().any(|&c| ws * 4 > c * 3 && ws * 2 < c * 3);
     let mut sets = BTreeSet::new();
     let mut ws = MIN_WS;
     while ws < max {
-        sets.insert(ws);
+        if !near_capacity(ws) {
+            sets.insert(ws);
+        }
         ws *= 2;
     }
     sets.insert(max);
@@ -252,14 +260,14 @@ impl MemoryLatency {
             let w = weight(ws, &caches, largest);
             let left = end.saturating_duration_since(Instant::now());
             // A quarter of the share warms up (at most the suite's warm-up); the rest holds
-            // about four windows of the minimum repetitions (see `measure`), each repetition
+            // about eight windows of the minimum repetitions (see `measure`), each repetition
             // at least MIN_REP long, so a share too small for one window grows (overrunning
             // the budget a little, not cutting repetitions).
             let min_reps = ctx.effort.min_reps.max(1) as u32;
             let share = (left * w / left_weight.max(1)).max(MIN_REP * (min_reps + 2));
             left_weight -= w;
             let warmup = ctx.effort.warmup.min(share / 4);
-            let rep_time = (share.saturating_sub(warmup) / (4 * min_reps)).clamp(MIN_REP, MAX_REP);
+            let rep_time = (share.saturating_sub(warmup) / (8 * min_reps)).clamp(MIN_REP, MAX_REP);
 
             // Size the repetitions: loads doubling until a run lasts 2 ms, then one more 2 ms
             // run, by when what the build left in the caches no longer flatters the figure.
@@ -390,8 +398,13 @@ mod tests {
         let sets = working_sets(&c, 256 << 20);
         assert_eq!(sets[0], 16 << 10);
         assert_eq!(*sets.last().unwrap(), 256 << 20);
-        for point in [24 << 10, 640 << 10, 16 << 20, 1 << 20, 128 << 20] {
+        for point in [24 << 10, 32 << 10, 640 << 10, 2 << 20, 16 << 20, 64 << 20, 128 << 20] {
             assert!(sets.contains(&point), "{} missing", fmt_size(point));
+        }
+        // Near a capacity (¾ to 1½ of it) a chain mixes two levels: 64 KiB against a 48 KiB
+        // L1d, 1 MiB against 1.25 MiB of L2, 32 MiB against 32 MiB of LLC.
+        for point in [64 << 10, 1 << 20, 32 << 20] {
+            assert!(!sets.contains(&point), "{} is too near a cache's capacity", fmt_size(point));
         }
         assert!(sets.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(fmt_size(640 << 10), "640KiB");
