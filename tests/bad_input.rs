@@ -117,7 +117,10 @@ fn bad_parameter_values_fail_before_anything_runs() {
         ("cpu.compress.corpus=/dev/zero", "is not a regular file"),
         ("cpu.compress.corpus=/no/such/corpus", "--param cpu.compress.corpus: cannot read /no/such/corpus"),
         ("cpu.flops.isa=avx1024", "--param cpu.flops.isa: `avx1024` is not one of"),
-        ("cpu.aes_gcm.impl=openssl", "--param cpu.aes_gcm.impl: `openssl` is not `ring` or `rustcrypto`"),
+        (
+            "cpu.aes_gcm.impl=boringssl",
+            "--param cpu.aes_gcm.impl: `boringssl` is not `openssl`, `ring` or `rustcrypto`",
+        ),
         ("cpu.scaling.max_threads=0", "--param cpu.scaling.max_threads:"),
         ("cpu.scaling.chunk=1KiB", "--param cpu.scaling.chunk: `1KiB` is not within 4 KiB to 16 MiB"),
         ("memory.bandwidth.size=lots", "--param memory.bandwidth.size:"),

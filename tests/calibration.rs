@@ -72,3 +72,68 @@ fn an_uncalibrated_probe_is_refused_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no calibration for probe `storage.seq`"), "{err}");
 }
+
+/// `--openssl` adds a second `openssl speed` beside the one on PATH for every AES-GCM figure
+/// (here the same Debian command twice, which checks the plumbing, not the release). The probe
+/// runs AES-NI or VAES code that is at least as fast as OpenSSL 3.0's; reading under half of it
+/// would mean the probe timed something besides the cipher.
+#[test]
+fn aes_gcm_is_checked_against_each_openssl_given() {
+    let openssl = which("openssl").expect("scripts/reference-tools installs openssl");
+    let out = run(bin("fathom-collector")
+        .args([
+            "calibrate",
+            "--probes",
+            "cpu.aes_gcm",
+            "--rounds",
+            "1",
+            "--max-rounds",
+            "1",
+            "--reference-seconds",
+            "1",
+            "--json",
+            "--openssl",
+        ])
+        .arg(&openssl));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let outcomes = outcomes.as_array().expect("an array of outcomes");
+    let rows: Vec<(&str, &str)> = outcomes
+        .iter()
+        .map(|o| (o["metric"].as_str().unwrap(), o["reference_command"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    for pair in rows.chunks(2) {
+        assert_eq!(pair[0].0, pair[1].0, "both references of one metric side by side: {rows:?}");
+        assert!(pair[0].1.starts_with("openssl speed"), "{rows:?}");
+        assert!(pair[1].1.starts_with(&format!("{} speed", openssl.display())), "{rows:?}");
+        assert_eq!(pair[0].1.contains("-decrypt"), pair[0].0.starts_with("decrypt"), "{rows:?}");
+    }
+    for o in outcomes {
+        let ratio = o["ratio"].as_f64().unwrap();
+        assert!(
+            ratio > 0.5,
+            "{}: probe {} vs openssl {}",
+            o["metric"],
+            o["probe_value"],
+            o["reference_value"]
+        );
+    }
+}
+
+#[test]
+fn an_openssl_that_does_not_run_is_refused_before_anything_runs() {
+    let out = run(bin("fathom-collector").args(["calibrate", "--openssl", "/nonexistent/openssl"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--openssl /nonexistent/openssl: cannot run it"), "{err}");
+    assert!(!err.contains("round 1"), "nothing was measured first: {err}");
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}

@@ -45,7 +45,7 @@ fn a_real_measurement_flows_through_parquet_into_the_summary() {
         assert_eq!(m["unit"], "MB/s");
         assert!(m["value"].as_f64().unwrap() > 10.0, "{m}");
         assert!(m["n"].as_i64().unwrap() >= 1);
-        assert_eq!(m["params"], "buffer=16KiB,impl=ring,threads=2");
+        assert_eq!(m["params"], "buffer=16KiB,impl=openssl,threads=2");
         for key in
             ["cv", "mean", "stddev", "min", "max", "category", "higher_is_better", "disturbed", "foreign_cpu"]
         {

@@ -85,6 +85,9 @@ pub struct Setup {
     pub pointer_chase: Option<PathBuf>,
     /// The compiled libzstd loop, where libzstd's header was found too.
     pub zstd_loop: Option<PathBuf>,
+    /// A second `openssl` command for the AES-GCM checks (a current release, built by
+    /// `scripts/reference-openssl`), beside the one on `PATH`.
+    pub current_openssl: Option<PathBuf>,
     pub bandwidth_bytes: usize,
     pub latency_bytes: usize,
     pub reference_seconds: u32,
@@ -141,8 +144,8 @@ fn argv(parts: &[&str]) -> Vec<String> {
 pub fn checks(setup: &Setup) -> Vec<Check> {
     let secs = setup.reference_seconds.to_string();
     let corpus = setup.corpus.display().to_string();
-    let openssl = |decrypt: bool, threads: usize| {
-        let mut a = argv(&["openssl", "speed"]);
+    let openssl_at = |program: &str, decrypt: bool, threads: usize| {
+        let mut a = argv(&[program, "speed"]);
         if decrypt {
             a.push("-decrypt".into());
         }
@@ -152,6 +155,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
         a.extend(argv(&["-evp", "aes-256-gcm", "-bytes", "16384", "-seconds", &secs]));
         Reference { argv: a, parse: openssl_mbps }
     };
+    let openssl = |decrypt: bool, threads: usize| openssl_at("openssl", decrypt, threads);
     let bench = |tool: &str, level: &str, parse: fn(&str) -> Option<f64>| Reference {
         argv: argv(&[tool, &format!("-b{level}"), &format!("-i{secs}"), &corpus]),
         parse,
@@ -301,6 +305,27 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             note: "",
         },
     ];
+    if let Some(current) = &setup.current_openssl {
+        let program = current.display().to_string();
+        for (metric, decrypt, threads) in [
+            ("encrypt_1t", false, 1),
+            ("decrypt_1t", true, 1),
+            ("encrypt_mt", false, n),
+            ("decrypt_mt", true, n),
+        ] {
+            let at = checks.iter().rposition(|c| c.metric == metric).map_or(checks.len(), |i| i + 1);
+            checks.insert(
+                at,
+                Check {
+                    probe: "cpu.aes_gcm",
+                    metric,
+                    reference: openssl_at(&program, decrypt, threads),
+                    target: WITHIN_10,
+                    note: "reference: a current OpenSSL release (scripts/reference-openssl), with a VAES path for AES-GCM",
+                },
+            );
+        }
+    }
     if let Some(zstd_loop) = &setup.zstd_loop {
         let reference = |level: &str, parse| Reference {
             argv: vec![zstd_loop.display().to_string(), corpus.clone(), level.into(), secs.clone()],
@@ -341,7 +366,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
     checks
 }
 
-const AES_NOTE: &str = "the probe uses ring's VAES path where the CPU has VAES; OpenSSL 3.0 has none for AES-GCM on AMD, so above 1.1 means the reference leaves hardware unused";
+const AES_NOTE: &str = "OpenSSL 3.0 has no VAES path for AES-GCM (3.1 added one) and the probe (ring) has: above 1.1 there means the reference leaves hardware unused; compare with a current release (--openssl \"$(scripts/reference-openssl)\")";
 
 /// The probe parameters calibration pins so that probe and reference measure the same thing.
 fn overrides(setup: &Setup) -> Overrides {
@@ -400,8 +425,18 @@ pub struct Options {
     pub effort: Effort,
 }
 
-/// Prepares the corpus file and the C reference in `workdir`.
-pub fn setup(workdir: &Path, reference_seconds: u32) -> Result<Setup> {
+/// Prepares the corpus file and the C references in `workdir`; `current_openssl` is checked to
+/// run before anything is measured.
+pub fn setup(workdir: &Path, reference_seconds: u32, current_openssl: Option<PathBuf>) -> Result<Setup> {
+    if let Some(program) = &current_openssl {
+        let version = Command::new(program)
+            .arg("version")
+            .output()
+            .with_context(|| format!("--openssl {}: cannot run it", program.display()))?;
+        if !version.status.success() {
+            bail!("--openssl {}: `openssl version` failed ({})", program.display(), version.status);
+        }
+    }
     let corpus = workdir.join("corpus.bin");
     std::fs::write(&corpus, probes::cpu::corpus::builtin(4 << 20)).context("writing the corpus file")?;
     let pointer_chase = compile_c(workdir, "pointer_chase", include_str!("calibrate/pointer_chase.c"), &[])?;
@@ -412,6 +447,7 @@ pub fn setup(workdir: &Path, reference_seconds: u32) -> Result<Setup> {
         corpus,
         pointer_chase,
         zstd_loop,
+        current_openssl,
         bandwidth_bytes: 512 << 20,
         latency_bytes: 256 << 20,
         reference_seconds,
@@ -696,6 +732,7 @@ mod tests {
             corpus: PathBuf::from("corpus.bin"),
             pointer_chase: None,
             zstd_loop: None,
+            current_openssl: None,
             bandwidth_bytes: 1 << 20,
             latency_bytes: 1 << 20,
             reference_seconds: 1,

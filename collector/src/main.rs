@@ -98,6 +98,10 @@ struct CalibrateArgs {
     /// The suite whose effort (budget, repetitions, noise target) the probes run with.
     #[arg(long, value_enum, default_value = "quick")]
     suite: Suite,
+    /// A second `openssl` to check cpu.aes_gcm against, beside the one on PATH: a current
+    /// release with a VAES path, as `scripts/reference-openssl` builds and prints.
+    #[arg(long, value_name = "PATH")]
+    openssl: Option<std::path::PathBuf>,
     /// Seconds each reference tool measures for, where it takes a duration.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=600))]
     reference_seconds: u32,
@@ -239,7 +243,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let workdir = tempfile::tempdir().context("creating a scratch directory")?;
-    let setup = fathom_collector::calibrate::setup(workdir.path(), args.reference_seconds)?;
+    let setup =
+        fathom_collector::calibrate::setup(workdir.path(), args.reference_seconds, args.openssl.clone())?;
     if setup.pointer_chase.is_none() {
         eprintln!("no C compiler (cc) found: memory.latency is not calibrated");
     }

@@ -1,11 +1,12 @@
 //! `cpu.aes_gcm`: AES-256-GCM throughput, the cost of encrypting data at rest and in flight.
 //!
 //! Buffers are 16 KiB, as `openssl speed -evp aes-256-gcm -bytes 16384`. The default
-//! implementation is `ring`, whose assembly (from BoringSSL, shared with OpenSSL's lineage)
-//! uses AES-NI with PCLMULQDQ, and VAES with VPCLMULQDQ where the CPU has them: it runs at the
-//! speed of the `openssl speed` reference. The pure-Rust `aes-gcm` crate stays available as
-//! `impl=rustcrypto`; on a Zen 4 it reaches about 70 % of that, since it has no VAES path
-//! (docs/PERFORMANCE.md has the figures).
+//! implementation is OpenSSL 3.6, built from source with the collector (`openssl-src`): its
+//! assembly picks AES-NI with PCLMULQDQ, VAES with VPCLMULQDQ on 256-bit registers, or the
+//! AVX-512 code, whichever the CPU runs best, so the figure is what the hardware can do.
+//! `impl=ring` (BoringSSL's assembly, VAES on 256-bit registers at most) and `impl=rustcrypto`
+//! (the pure-Rust `aes-gcm` crate, no VAES) measure those libraries instead; on a Zen 4 they
+//! reach about 0.7× and 0.2× of OpenSSL 3.6 (docs/PERFORMANCE.md has the figures).
 //!
 //! Both directions work in place on one buffer, without a copy per call skewing the figure:
 //! encryption XORs the keystream into the buffer, and decryption alternates between the
@@ -18,6 +19,9 @@ use std::time::Instant;
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce};
+use openssl::cipher::Cipher;
+use openssl::cipher_ctx::CipherCtx;
+use openssl::lib_ctx::LibCtx;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Tag, UnboundKey};
 
 use crate::load::LoadMeter;
@@ -37,29 +41,76 @@ const PARAMS: &[ParamSpec] = &[
     },
     ParamSpec {
         name: "impl",
-        default: "ring",
-        help: "implementation: ring (assembly, VAES where present) or rustcrypto (the aes-gcm crate)",
+        default: "openssl",
+        help: "implementation: openssl (OpenSSL 3.6, built in), ring, or rustcrypto (the aes-gcm crate)",
         identity: true,
     },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Implementation {
+    OpenSsl,
     Ring,
     RustCrypto,
 }
 
 const KEY: [u8; 32] = [0x5a; 32];
 const NONCE: [u8; 12] = [7; 12];
+/// Associated data authenticated with every buffer: 13 bytes, a TLS record header, as
+/// `openssl speed -evp` uses for AEAD ciphers.
+const AAD: [u8; 13] = [0xad; 13];
 
-/// One thread's working set for one implementation.
+/// One thread's working set for one implementation. Every call sets the key and the nonce,
+/// as `openssl speed -evp` does: the key schedule and GHASH key are part of each message's cost
+/// (about a tenth of it at 16 KiB on a VAES core), so figures compare with the reference's.
 enum Worker {
-    Ring { key: LessSafeKey, buf: Vec<u8>, tags: [Tag; 2], turn: usize },
-    RustCrypto { cipher: Aes256Gcm, buf: Vec<u8>, tags: [aes_gcm::Tag; 2], turn: usize },
+    /// An OpenSSL context given its cipher once, as `openssl speed` does (naming the cipher
+    /// on every call would look it up in the provider each time, under a lock), keyed on
+    /// every call.
+    OpenSsl {
+        ctx: CipherCtx,
+        buf: Vec<u8>,
+        tags: [[u8; 16]; 2],
+        turn: usize,
+        _lib: LibCtx,
+    },
+    Ring {
+        buf: Vec<u8>,
+        tags: [Tag; 2],
+        turn: usize,
+    },
+    RustCrypto {
+        buf: Vec<u8>,
+        tags: [aes_gcm::Tag; 2],
+        turn: usize,
+    },
 }
 
-fn ring_nonce() -> ring::aead::Nonce {
-    ring::aead::Nonce::assume_unique_for_key(NONCE)
+fn ring_key() -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &KEY).expect("32-byte key"))
+}
+
+fn ring_seal(buf: &mut [u8]) -> Tag {
+    let nonce = ring::aead::Nonce::assume_unique_for_key(NONCE);
+    ring_key().seal_in_place_separate_tag(nonce, Aad::from(AAD), buf).expect("within limits")
+}
+
+fn rustcrypto_seal(buf: &mut [u8]) -> aes_gcm::Tag {
+    let cipher = Aes256Gcm::new_from_slice(&KEY).expect("32-byte key");
+    let nonce = Nonce::<Aes256Gcm>::from(NONCE);
+    cipher.encrypt_inout_detached(&nonce, &AAD, InOutBuf::from(buf)).expect("within limits")
+}
+
+/// Encrypts `buf` in place under the key and nonce and returns the tag.
+fn openssl_seal(ctx: &mut CipherCtx, buf: &mut [u8]) -> [u8; 16] {
+    ctx.encrypt_init(None, Some(&KEY), Some(&NONCE)).expect("key and nonce");
+    ctx.cipher_update(&AAD, None).expect("associated data");
+    let len = buf.len();
+    ctx.cipher_update_inplace(buf, len).expect("encrypt");
+    ctx.cipher_final(&mut []).expect("encrypt");
+    let mut tag = [0; 16];
+    ctx.tag(&mut tag).expect("the tag");
+    tag
 }
 
 impl Worker {
@@ -67,44 +118,44 @@ impl Worker {
     /// to the plaintext and then back to the ciphertext.
     fn new(implementation: Implementation, size: usize, seed: u8) -> Worker {
         let mut buf: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        // Three seals: buf holds the ciphertext C of the plaintext P, then P again (which is
+        // the ciphertext of C), then C; the first two tags open C and P.
         match implementation {
+            Implementation::OpenSsl => {
+                let lib = LibCtx::new().expect("an OpenSSL library context");
+                let mut ctx = CipherCtx::new().expect("an OpenSSL cipher context");
+                let cipher = Cipher::fetch(Some(&lib), "AES-256-GCM", None)
+                    .expect("AES-256-GCM in the default provider");
+                ctx.encrypt_init(Some(&cipher), None, None).expect("AES-256-GCM");
+                let tags = [openssl_seal(&mut ctx, &mut buf), openssl_seal(&mut ctx, &mut buf)];
+                openssl_seal(&mut ctx, &mut buf);
+                Worker::OpenSsl { ctx, buf, tags, turn: 0, _lib: lib }
+            }
             Implementation::Ring => {
-                let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &KEY).expect("32-byte key"));
-                let seal = |buf: &mut Vec<u8>| {
-                    key.seal_in_place_separate_tag(ring_nonce(), Aad::empty(), buf).expect("within limits")
-                };
-                let to_plain = seal(&mut buf); // buf: ciphertext C of the plaintext P
-                let to_cipher = seal(&mut buf); // buf: P again, which is the ciphertext of C
-                let _ = seal(&mut buf); // buf: C
-                Worker::Ring { key, buf, tags: [to_plain, to_cipher], turn: 0 }
+                let tags = [ring_seal(&mut buf), ring_seal(&mut buf)];
+                let _ = ring_seal(&mut buf);
+                Worker::Ring { buf, tags, turn: 0 }
             }
             Implementation::RustCrypto => {
-                let cipher = Aes256Gcm::new_from_slice(&KEY).expect("32-byte key");
-                let nonce = Nonce::<Aes256Gcm>::from(NONCE);
-                let seal = |buf: &mut Vec<u8>| {
-                    cipher
-                        .encrypt_inout_detached(&nonce, b"", InOutBuf::from(buf.as_mut_slice()))
-                        .expect("within limits")
-                };
-                let to_plain = seal(&mut buf);
-                let to_cipher = seal(&mut buf);
-                let _ = seal(&mut buf);
-                Worker::RustCrypto { cipher, buf, tags: [to_plain, to_cipher], turn: 0 }
+                let tags = [rustcrypto_seal(&mut buf), rustcrypto_seal(&mut buf)];
+                rustcrypto_seal(&mut buf);
+                Worker::RustCrypto { buf, tags, turn: 0 }
             }
         }
     }
 
     fn encrypt(&mut self) -> usize {
         match self {
-            Worker::Ring { key, buf, .. } => {
-                let tag = key.seal_in_place_separate_tag(ring_nonce(), Aad::empty(), buf).expect("encrypt");
-                let _ = std::hint::black_box(tag);
+            Worker::OpenSsl { ctx, buf, .. } => {
+                std::hint::black_box(openssl_seal(ctx, buf));
                 buf.len()
             }
-            Worker::RustCrypto { cipher, buf, .. } => {
-                let nonce = Nonce::<Aes256Gcm>::from(NONCE);
-                let tag = cipher.encrypt_inout_detached(&nonce, b"", InOutBuf::from(buf.as_mut_slice()));
-                std::hint::black_box(tag.expect("encrypt"));
+            Worker::Ring { buf, .. } => {
+                let _ = std::hint::black_box(ring_seal(buf));
+                buf.len()
+            }
+            Worker::RustCrypto { buf, .. } => {
+                std::hint::black_box(rustcrypto_seal(buf));
                 buf.len()
             }
         }
@@ -113,16 +164,29 @@ impl Worker {
     /// Decrypts and authenticates the buffer in place; it alternates between two states.
     fn decrypt(&mut self) -> usize {
         match self {
-            Worker::Ring { key, buf, tags, turn } => {
-                key.open_in_place_separate_tag(ring_nonce(), Aad::empty(), tags[*turn], buf, 0..)
+            Worker::OpenSsl { ctx, buf, tags, turn, .. } => {
+                ctx.decrypt_init(None, Some(&KEY), Some(&NONCE)).expect("key and nonce");
+                ctx.set_tag(&tags[*turn]).expect("a 16-byte tag");
+                ctx.cipher_update(&AAD, None).expect("associated data");
+                let len = buf.len();
+                ctx.cipher_update_inplace(buf, len).expect("decrypt");
+                ctx.cipher_final(&mut []).expect("ciphertext made by this worker authenticates");
+                *turn ^= 1;
+                buf.len()
+            }
+            Worker::Ring { buf, tags, turn } => {
+                let nonce = ring::aead::Nonce::assume_unique_for_key(NONCE);
+                ring_key()
+                    .open_in_place_separate_tag(nonce, Aad::from(AAD), tags[*turn], buf, 0..)
                     .expect("ciphertext made by this worker authenticates");
                 *turn ^= 1;
                 buf.len()
             }
-            Worker::RustCrypto { cipher, buf, tags, turn } => {
+            Worker::RustCrypto { buf, tags, turn } => {
+                let cipher = Aes256Gcm::new_from_slice(&KEY).expect("32-byte key");
                 let nonce = Nonce::<Aes256Gcm>::from(NONCE);
                 cipher
-                    .decrypt_inout_detached(&nonce, b"", InOutBuf::from(buf.as_mut_slice()), &tags[*turn])
+                    .decrypt_inout_detached(&nonce, &AAD, InOutBuf::from(buf.as_mut_slice()), &tags[*turn])
                     .expect("ciphertext made by this worker authenticates");
                 *turn ^= 1;
                 buf.len()
@@ -133,7 +197,7 @@ impl Worker {
     #[cfg(test)]
     fn buffer(&self) -> &[u8] {
         match self {
-            Worker::Ring { buf, .. } | Worker::RustCrypto { buf, .. } => buf,
+            Worker::OpenSsl { buf, .. } | Worker::Ring { buf, .. } | Worker::RustCrypto { buf, .. } => buf,
         }
     }
 }
@@ -211,12 +275,13 @@ fn settings(params: &BTreeMap<String, String>) -> Result<(usize, usize, Implemen
         });
     }
     let implementation = match params.get("impl").map(String::as_str).unwrap_or_default() {
-        "ring" | "" => Implementation::Ring,
+        "openssl" | "" => Implementation::OpenSsl,
+        "ring" => Implementation::Ring,
         "rustcrypto" => Implementation::RustCrypto,
         other => {
             return Err(ProbeError::Param {
                 name: "impl".into(),
-                reason: format!("`{other}` is not `ring` or `rustcrypto`"),
+                reason: format!("`{other}` is not `openssl`, `ring` or `rustcrypto`"),
             });
         }
     };
@@ -229,7 +294,7 @@ mod tests {
 
     #[test]
     fn both_implementations_agree_and_decryption_authenticates_every_call() {
-        for implementation in [Implementation::Ring, Implementation::RustCrypto] {
+        for implementation in [Implementation::OpenSsl, Implementation::Ring, Implementation::RustCrypto] {
             let mut w = Worker::new(implementation, 1000, 3);
             let sealed = w.buffer().to_vec();
             let plain: Vec<u8> = (0..1000).map(|i| (i as u8).wrapping_mul(31) ^ 3).collect();
@@ -241,25 +306,30 @@ mod tests {
             w.decrypt();
             assert_eq!(w.buffer(), plain);
         }
-        let (ring, rust) =
-            (Worker::new(Implementation::Ring, 64, 9), Worker::new(Implementation::RustCrypto, 64, 9));
-        assert_eq!(ring.buffer(), rust.buffer(), "same key and nonce give the same ciphertext");
+        let ciphertext = |i| Worker::new(i, 64, 9).buffer().to_vec();
+        let ring = ciphertext(Implementation::Ring);
+        assert_eq!(ring, ciphertext(Implementation::RustCrypto), "same key and nonce, same ciphertext");
+        assert_eq!(ring, ciphertext(Implementation::OpenSsl), "same key and nonce, same ciphertext");
     }
 
     #[test]
-    #[should_panic(expected = "authenticates")]
     fn a_corrupted_buffer_fails_authentication() {
-        let mut w = Worker::new(Implementation::Ring, 100, 1);
-        if let Worker::Ring { buf, .. } = &mut w {
-            buf[0] ^= 1;
+        for implementation in [Implementation::OpenSsl, Implementation::Ring, Implementation::RustCrypto] {
+            let mut w = Worker::new(implementation, 100, 1);
+            match &mut w {
+                Worker::OpenSsl { buf, .. } | Worker::Ring { buf, .. } | Worker::RustCrypto { buf, .. } => {
+                    buf[0] ^= 1
+                }
+            }
+            let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.decrypt()));
+            assert!(failed.is_err(), "{implementation:?} decrypted a tampered buffer");
         }
-        w.decrypt();
     }
 
     #[test]
     fn an_unknown_implementation_is_refused_by_name() {
-        let params = BTreeMap::from([("buffer".into(), "16KiB".into()), ("impl".into(), "openssl".into())]);
+        let params = BTreeMap::from([("buffer".into(), "16KiB".into()), ("impl".into(), "boringssl".into())]);
         let err = settings(&params).unwrap_err().to_string();
-        assert!(err.contains("`impl`") && err.contains("openssl"), "{err}");
+        assert!(err.contains("`impl`") && err.contains("boringssl"), "{err}");
     }
 }
