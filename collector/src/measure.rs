@@ -140,10 +140,10 @@ const WINDOWS_PER_BUDGET: f64 = 10.0;
 /// How long one repetition should run: short enough that the budget holds ten windows of
 /// `min_reps`, long enough that timer resolution vanishes (5 ms at least; threads start before
 /// their clock does). On a shared host the noise comes in stretches of tenths of a second to
-/// seconds: timing a zstd loop pinned to one vCPU for 12 s on the machine of PERFORMANCE.md,
-/// 35 % of the windows of five 5 ms slices had a CV under 2 %, against 27 % of those of five
-/// 20 ms slices and 15 % of five 50 ms slices, and the longest stretch without such a window
-/// was 0.26 s against 0.78 s and 1.95 s. Short repetitions find the quiet stretches.
+/// seconds: on the machine of PERFORMANCE.md (`scripts/noise-profile`), 36 % of the windows of
+/// five 5 ms slices had a CV under 2 %, against 32 % of five 20 ms slices and 27 % of five
+/// 50 ms, and the longest stretch without such a window was 0.27 s, against 1.5 s and 1.8 s.
+/// Short repetitions find the quiet stretches.
 pub fn slice_for(budget: Duration, effort: &Effort) -> Duration {
     let per_rep = budget.as_secs_f64() / (effort.min_reps.max(1) as f64 * WINDOWS_PER_BUDGET);
     Duration::from_secs_f64(per_rep.clamp(0.005, 1.0))

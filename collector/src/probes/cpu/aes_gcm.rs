@@ -5,8 +5,8 @@
 //! assembly picks AES-NI with PCLMULQDQ, VAES with VPCLMULQDQ on 256-bit registers, or the
 //! AVX-512 code, whichever the CPU runs best, so the figure is what the hardware can do.
 //! `impl=ring` (BoringSSL's assembly, VAES on 256-bit registers at most) and `impl=rustcrypto`
-//! (the pure-Rust `aes-gcm` crate, no VAES) measure those libraries instead; on a Zen 4 they
-//! reach about 0.7× and 0.2× of OpenSSL 3.6 (docs/PERFORMANCE.md has the figures).
+//! (the pure-Rust `aes-gcm` crate, no VAES) measure those libraries instead; on a Zen 5 they
+//! reach about 0.6× and 0.2× of OpenSSL 3.6 (docs/PERFORMANCE.md has the figures).
 //!
 //! Both directions work in place on one buffer, without a copy per call skewing the figure:
 //! encryption XORs the keystream into the buffer, and decryption alternates between the
