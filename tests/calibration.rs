@@ -1,15 +1,26 @@
 //! `fathom-collector calibrate` against the real reference tools (installed by
 //! `scripts/reference-tools`, which `scripts/test` runs first).
 
-use fathom_e2e::{bin, run};
+use std::sync::Mutex;
 
-/// The probe, `zstd -b`/`lz4 -b` and a C loop over the system's libzstd run the same C libraries
-/// on the same corpus file, so on any machine their figures agree within noise; a probe that
-/// counted compressed bytes, or timed its own setup, would land far outside. The band is wide
-/// because tests share two cores; three rounds, since one reference run on a shared host has
-/// read half its usual figure.
+use fathom_e2e::{bin, repo_root, run};
+
+/// The calibrations measure: run one at a time, or each would measure the other's load (the
+/// test harness runs a binary's tests in parallel).
+static MEASURING: Mutex<()> = Mutex::new(());
+
+/// The probe, `zstd -b`/`lz4 -b` and a C loop over libzstd (the system's, and the release the
+/// probe links, built by scripts/reference-libzstd) run the same C libraries on the same corpus
+/// file, so on any machine their figures agree within noise; a probe that counted compressed
+/// bytes, or timed its own setup, would land far outside. The band is wide because tests share
+/// two cores; three rounds, since one reference run on a shared host has read half its usual
+/// figure.
 #[test]
 fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let built = run(&mut std::process::Command::new(repo_root().join("scripts/reference-libzstd")));
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let linked_loop = String::from_utf8_lossy(&built.stdout).trim().to_string();
     let out = run(bin("fathom-collector").args([
         "calibrate",
         "--probes",
@@ -21,28 +32,28 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
         "--reference-seconds",
         "1",
         "--json",
+        "--zstd-loop",
+        &linked_loop,
     ]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let outcomes = outcomes.as_array().expect("an array of outcomes");
     let metrics: Vec<&str> = outcomes.iter().map(|o| o["metric"].as_str().unwrap()).collect();
+    let zstd = |m| [m; 3];
+    let expected: Vec<&str> =
+        [zstd("zstd1_compress"), zstd("zstd1_decompress"), zstd("zstd3_compress"), zstd("zstd3_decompress")]
+            .concat()
+            .into_iter()
+            .chain(["lz4_compress", "lz4_decompress"])
+            .collect();
     assert_eq!(
-        metrics,
-        [
-            "zstd1_compress",
-            "zstd1_compress",
-            "zstd1_decompress",
-            "zstd1_decompress",
-            "zstd3_compress",
-            "zstd3_compress",
-            "zstd3_decompress",
-            "zstd3_decompress",
-            "lz4_compress",
-            "lz4_decompress"
-        ],
-        "each zstd figure against `zstd -b` and the libzstd loop (scripts/reference-tools installs its header)"
+        metrics, expected,
+        "each zstd figure against `zstd -b` and both libzstd loops (scripts/reference-tools installs the header)"
     );
-    assert!(outcomes[1]["reference_command"].as_str().unwrap().contains("zstd_loop"));
+    let command = |i: usize| outcomes[i]["reference_command"].as_str().unwrap();
+    assert!(command(0).starts_with("zstd -b1"), "{}", command(0));
+    assert!(command(1).contains("zstd_loop ") && !command(1).starts_with(&linked_loop), "{}", command(1));
+    assert!(command(2).starts_with(&linked_loop), "{}", command(2));
     for o in outcomes {
         let (probe, reference) = (o["probe_value"].as_f64().unwrap(), o["reference_value"].as_f64().unwrap());
         let figures = |key: &str| -> Vec<f64> {
@@ -79,6 +90,7 @@ fn an_uncalibrated_probe_is_refused_by_name() {
 /// would mean the probe timed something besides the cipher.
 #[test]
 fn aes_gcm_is_checked_against_each_openssl_given() {
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let openssl = which("openssl").expect("scripts/reference-tools installs openssl");
     let out = run(bin("fathom-collector")
         .args([
@@ -127,6 +139,15 @@ fn an_openssl_that_does_not_run_is_refused_before_anything_runs() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--openssl /nonexistent/openssl: cannot run it"), "{err}");
+    assert!(!err.contains("round 1"), "nothing was measured first: {err}");
+}
+
+#[test]
+fn a_zstd_loop_that_is_not_one_is_refused_before_anything_runs() {
+    let out = run(bin("fathom-collector").args(["calibrate", "--zstd-loop", "/bin/true"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--zstd-loop /bin/true: not a zstd_loop"), "{err}");
     assert!(!err.contains("round 1"), "nothing was measured first: {err}");
 }
 

@@ -88,6 +88,9 @@ pub struct Setup {
     /// A second `openssl` command for the AES-GCM checks (a current release, built by
     /// `scripts/reference-openssl`), beside the one on `PATH`.
     pub current_openssl: Option<PathBuf>,
+    /// A second `zstd_loop`, built against the libzstd release the probe links
+    /// (`scripts/reference-libzstd`), beside the one over the system's libzstd.
+    pub linked_zstd_loop: Option<PathBuf>,
     pub bandwidth_bytes: usize,
     pub latency_bytes: usize,
     pub reference_seconds: u32,
@@ -326,7 +329,18 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             );
         }
     }
-    if let Some(zstd_loop) = &setup.zstd_loop {
+    let loops = [
+        (
+            &setup.zstd_loop,
+            "reference: the system's libzstd in a plain C loop (collector/src/calibrate/zstd_loop.c)",
+        ),
+        (
+            &setup.linked_zstd_loop,
+            "reference: the same C loop over the libzstd release the probe links (scripts/reference-libzstd)",
+        ),
+    ];
+    for (zstd_loop, note) in loops {
+        let Some(zstd_loop) = zstd_loop else { continue };
         let reference = |level: &str, parse| Reference {
             argv: vec![zstd_loop.display().to_string(), corpus.clone(), level.into(), secs.clone()],
             parse,
@@ -337,7 +351,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             ("zstd3_compress", "3", loop_compress),
             ("zstd3_decompress", "3", loop_decompress),
         ] {
-            // Beside its `zstd -b` check, so the table shows both references together.
+            // Beside its `zstd -b` check, so the table shows the references together.
             let at = checks.iter().rposition(|c| c.metric == metric).map_or(checks.len(), |i| i + 1);
             checks.insert(
                 at,
@@ -346,7 +360,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
                     metric,
                     reference: reference(level, parse),
                     target: WITHIN_10,
-                    note: "reference: the system's libzstd in a plain C loop (collector/src/calibrate/zstd_loop.c)",
+                    note,
                 },
             );
         }
@@ -425,9 +439,25 @@ pub struct Options {
     pub effort: Effort,
 }
 
-/// Prepares the corpus file and the C references in `workdir`; `current_openssl` is checked to
-/// run before anything is measured.
-pub fn setup(workdir: &Path, reference_seconds: u32, current_openssl: Option<PathBuf>) -> Result<Setup> {
+/// Prepares the corpus file and the C references in `workdir`; the references given on the
+/// command line are checked to run before anything is measured.
+pub fn setup(
+    workdir: &Path,
+    reference_seconds: u32,
+    current_openssl: Option<PathBuf>,
+    linked_zstd_loop: Option<PathBuf>,
+) -> Result<Setup> {
+    if let Some(program) = &linked_zstd_loop {
+        let usage = Command::new(program)
+            .output()
+            .with_context(|| format!("--zstd-loop {}: cannot run it", program.display()))?;
+        if !String::from_utf8_lossy(&usage.stderr).contains("zstd_loop") {
+            bail!(
+                "--zstd-loop {}: not a zstd_loop (scripts/reference-libzstd builds one)",
+                program.display()
+            );
+        }
+    }
     if let Some(program) = &current_openssl {
         let version = Command::new(program)
             .arg("version")
@@ -448,6 +478,7 @@ pub fn setup(workdir: &Path, reference_seconds: u32, current_openssl: Option<Pat
         pointer_chase,
         zstd_loop,
         current_openssl,
+        linked_zstd_loop,
         bandwidth_bytes: 512 << 20,
         latency_bytes: 256 << 20,
         reference_seconds,
@@ -733,6 +764,7 @@ mod tests {
             pointer_chase: None,
             zstd_loop: None,
             current_openssl: None,
+            linked_zstd_loop: None,
             bandwidth_bytes: 1 << 20,
             latency_bytes: 1 << 20,
             reference_seconds: 1,

@@ -102,6 +102,10 @@ struct CalibrateArgs {
     /// release with a VAES path, as `scripts/reference-openssl` builds and prints.
     #[arg(long, value_name = "PATH")]
     openssl: Option<std::path::PathBuf>,
+    /// A second C loop to check the zstd figures against, built against the libzstd release
+    /// the probe links, as `scripts/reference-libzstd` builds and prints.
+    #[arg(long, value_name = "PATH")]
+    zstd_loop: Option<std::path::PathBuf>,
     /// Seconds each reference tool measures for, where it takes a duration.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=600))]
     reference_seconds: u32,
@@ -243,8 +247,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let workdir = tempfile::tempdir().context("creating a scratch directory")?;
-    let setup =
-        fathom_collector::calibrate::setup(workdir.path(), args.reference_seconds, args.openssl.clone())?;
+    let setup = fathom_collector::calibrate::setup(
+        workdir.path(),
+        args.reference_seconds,
+        args.openssl.clone(),
+        args.zstd_loop.clone(),
+    )?;
     if setup.pointer_chase.is_none() {
         eprintln!("no C compiler (cc) found: memory.latency is not calibrated");
     }

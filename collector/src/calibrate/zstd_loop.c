@@ -4,6 +4,9 @@
  *   cc -O2 -o zstd_loop zstd_loop.c -lzstd
  *   ./zstd_loop FILE LEVEL SECONDS   -> prints `zstd_compress: MB/s`, `zstd_decompress: MB/s`
  *
+ * `calibrate` builds it against the system's libzstd; scripts/reference-libzstd builds it
+ * against the sources of the release the collector links, for a like-for-like version.
+ *
  * The system's libzstd in the plainest loop there is: the whole file compressed as one frame
  * with one reused context (ZSTD_compressCCtx), then decompressed likewise (ZSTD_decompressDCtx),
  * each for about SECONDS / 2 in slices of 50 ms after one untimed call; the median slice is
@@ -43,7 +46,7 @@ static void fail(const char *what, size_t code) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s FILE LEVEL SECONDS\n", argv[0]);
+        fprintf(stderr, "usage: zstd_loop FILE LEVEL SECONDS\n");
         return 2;
     }
     int level = atoi(argv[2]);
