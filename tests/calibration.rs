@@ -78,10 +78,10 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
 
 #[test]
 fn an_uncalibrated_probe_is_refused_by_name() {
-    let out = run(bin("fathom-collector").args(["calibrate", "--probes", "storage.seq"]));
+    let out = run(bin("fathom-collector").args(["calibrate", "--probes", "service.http"]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no calibration for probe `storage.seq`"), "{err}");
+    assert!(err.contains("no calibration for probe `service.http`"), "{err}");
 }
 
 /// `--openssl` adds a second `openssl speed` beside the one on PATH for every AES-GCM figure

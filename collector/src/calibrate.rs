@@ -23,6 +23,8 @@ use crate::probe::{CancelToken, Effort};
 use crate::probes::{self, cpu::flops::Isa};
 use crate::runner::{RunSpec, Silent, run_probes};
 
+mod storage;
+
 /// What a probe's figure must be, as a fraction of the reference's.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Target {
@@ -39,7 +41,30 @@ const AT_LEAST_90: Target = Target { low: 0.9, high: None };
 pub struct Reference {
     pub argv: Vec<String>,
     /// Turns the tool's output (stdout and stderr together) into the figure, in the probe's unit.
-    pub parse: fn(&str) -> Option<f64>,
+    pub parse: Parse,
+}
+
+/// How a figure is read from a reference tool's output.
+#[derive(Debug, Clone, Copy)]
+pub enum Parse {
+    Text(fn(&str) -> Option<f64>),
+    /// The number at this JSON pointer times the factor, from the first `{` of the output on
+    /// (fio prints warnings before its JSON).
+    Json(&'static str, f64),
+}
+
+impl Parse {
+    pub fn figure(&self, output: &str) -> Option<f64> {
+        match *self {
+            Parse::Text(parse) => parse(output),
+            Parse::Json(pointer, factor) => {
+                let json = &output[output.find('{')?..];
+                let mut stream = serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
+                let value = stream.next()?.ok()?;
+                Some(value.pointer(pointer)?.as_f64()? * factor)
+            }
+        }
+    }
 }
 
 /// A probe metric and the reference figure it is judged against.
@@ -94,6 +119,10 @@ pub struct Setup {
     pub bandwidth_bytes: usize,
     pub latency_bytes: usize,
     pub reference_seconds: u32,
+    /// Where the storage probes and fio put their test files (the scratch folder).
+    pub scratch: PathBuf,
+    /// The storage probes' and fio's warm-up, the suite's.
+    pub storage_warmup_ms: u64,
 }
 
 /// Last number before `unit` on the last line that has it, e.g. `MFlops/s:  57298.18`.
@@ -156,12 +185,12 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             a.extend(argv(&["-multi", &threads.to_string()]));
         }
         a.extend(argv(&["-evp", "aes-256-gcm", "-bytes", "16384", "-seconds", &secs]));
-        Reference { argv: a, parse: openssl_mbps }
+        Reference { argv: a, parse: Parse::Text(openssl_mbps) }
     };
     let openssl = |decrypt: bool, threads: usize| openssl_at("openssl", decrypt, threads);
     let bench = |tool: &str, level: &str, parse: fn(&str) -> Option<f64>| Reference {
         argv: argv(&[tool, &format!("-b{level}"), &format!("-i{secs}"), &corpus]),
-        parse,
+        parse: Parse::Text(parse),
     };
     let (dp, sp) = match Isa::best() {
         Isa::Avx512 => ("peakflops_avx512_fma", "peakflops_sp_avx512_fma"),
@@ -175,7 +204,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
     };
     let likwid = |kernel: &str, bytes: usize, threads: usize, parse: fn(&str) -> Option<f64>| Reference {
         argv: argv(&["likwid-bench", "-t", kernel, "-W", &format!("N:{}kB:{threads}", bytes / 1000)]),
-        parse,
+        parse: Parse::Text(parse),
     };
     let l1 = 32_000;
     let bw = setup.bandwidth_bytes;
@@ -343,7 +372,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
         let Some(zstd_loop) = zstd_loop else { continue };
         let reference = |level: &str, parse| Reference {
             argv: vec![zstd_loop.display().to_string(), corpus.clone(), level.into(), secs.clone()],
-            parse,
+            parse: Parse::Text(parse),
         };
         for (metric, level, parse) in [
             ("zstd1_compress", "1", loop_compress as fn(&str) -> Option<f64>),
@@ -371,12 +400,13 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             metric: "latency",
             reference: Reference {
                 argv: vec![chase.display().to_string(), setup.latency_bytes.to_string(), secs.clone()],
-                parse: single_number,
+                parse: Parse::Text(single_number),
             },
             target: WITHIN_10,
             note: "reference: the same random cycle of 64-byte lines in C (collector/src/calibrate/pointer_chase.c)",
         });
     }
+    checks.extend(storage::checks(setup));
     checks
 }
 
@@ -392,6 +422,21 @@ fn overrides(setup: &Setup) -> Overrides {
     o.entry("memory.latency".into())
         .or_default()
         .insert("max_size".into(), format!("{}", setup.latency_bytes));
+    // Storage: fio's file size, runtime and folder, and a budget that holds the warm-ups, the
+    // runtimes and the making of the file.
+    for (probe, workloads, size) in [
+        ("storage.seq", 2, storage::FILE_SIZE),
+        ("storage.rand4k", 2, storage::FILE_SIZE),
+        ("storage.mixed", 1, storage::FILE_SIZE),
+        ("storage.fsync", 1, storage::FSYNC_FILE_SIZE),
+    ] {
+        let e = o.entry(probe.into()).or_default();
+        e.insert("dir".into(), setup.scratch.display().to_string());
+        e.insert("size".into(), size.into());
+        e.insert("runtime".into(), format!("{}s", setup.reference_seconds));
+        let budget = workloads * (setup.reference_seconds as u64 * 1000 + setup.storage_warmup_ms) + 5000;
+        e.insert("budget".into(), format!("{budget}ms"));
+    }
     o
 }
 
@@ -444,6 +489,7 @@ pub struct Options {
 pub fn setup(
     workdir: &Path,
     reference_seconds: u32,
+    warmup: std::time::Duration,
     current_openssl: Option<PathBuf>,
     linked_zstd_loop: Option<PathBuf>,
 ) -> Result<Setup> {
@@ -482,6 +528,8 @@ pub fn setup(
         bandwidth_bytes: 512 << 20,
         latency_bytes: 256 << 20,
         reference_seconds,
+        scratch: workdir.to_path_buf(),
+        storage_warmup_ms: warmup.as_millis() as u64,
     })
 }
 
@@ -516,9 +564,11 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         }
     }
     if let Some(unknown) = options.probes.iter().find(|p| !all.iter().any(|c| c.probe == p.as_str())) {
-        bail!(
-            "no calibration for probe `{unknown}` (calibrated: cpu.flops, cpu.aes_gcm, cpu.compress, memory.bandwidth, memory.latency)"
-        );
+        bail!("no calibration for probe `{unknown}` (calibrated: {})", probe_ids_of(&all).join(", "));
+    }
+    if probe_ids.iter().any(|p| p.starts_with("storage.")) {
+        progress("storage: writing fio's test files");
+        storage::prepare(setup)?;
     }
     for probe_id in probe_ids {
         let probe = probes::find(probe_id).expect("calibrated probes are registered");
@@ -584,7 +634,7 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
                 }
                 match &outputs[argv] {
                     Some((text, figure)) => {
-                        let value = (check.reference.parse)(text).with_context(|| {
+                        let value = check.reference.parse.figure(text).with_context(|| {
                             format!(
                                 "no {} figure in the output of `{}`:\n{}",
                                 check.metric,
@@ -643,6 +693,17 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         }
     }
     Ok(outcomes)
+}
+
+/// The calibrated probes, in check order.
+fn probe_ids_of(checks: &[Check]) -> Vec<&'static str> {
+    let mut ids: Vec<&'static str> = Vec::new();
+    for c in checks {
+        if !ids.contains(&c.probe) {
+            ids.push(c.probe);
+        }
+    }
+    ids
 }
 
 /// How far the rounds' paired ratios of one check may spread (coefficient of variation) before
@@ -768,6 +829,8 @@ mod tests {
             bandwidth_bytes: 1 << 20,
             latency_bytes: 1 << 20,
             reference_seconds: 1,
+            scratch: PathBuf::from("/tmp"),
+            storage_warmup_ms: 200,
         })
         .into_iter()
         .find(|c| c.probe == "memory.bandwidth" && c.metric == "read")

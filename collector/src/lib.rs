@@ -6,6 +6,7 @@
 
 pub mod affinity;
 pub mod calibrate;
+pub mod histogram;
 pub mod host;
 pub mod load;
 pub mod measure;

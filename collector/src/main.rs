@@ -236,7 +236,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    if result.measurements.is_empty() {
+    if result.measurements.is_empty() && !interrupted {
         bail!(
             "no probe produced a measurement: {}",
             result.run.status_reason.as_deref().unwrap_or("nothing ran")
@@ -250,6 +250,7 @@ fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     let setup = fathom_collector::calibrate::setup(
         workdir.path(),
         args.reference_seconds,
+        args.suite.effort().warmup,
         args.openssl.clone(),
         args.zstd_loop.clone(),
     )?;

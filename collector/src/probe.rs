@@ -122,6 +122,29 @@ impl ProbeOutput {
             disturbed: load.disturbed(),
             foreign_cpu: load.foreign_share,
         });
+        self.record_samples(probe, metric, params, reps);
+    }
+
+    /// Records a metric whose figure is computed from all the repetitions' data together, not
+    /// as their median: a latency percentile over every I/O of the run, as fio reports it. The
+    /// repetitions' own figures (per time slice) give the spread, `n` and the samples.
+    pub fn record_overall(
+        &mut self,
+        probe: &str,
+        metric: &str,
+        params: &str,
+        reps: &Repetitions,
+        overall: f64,
+        load: CpuLoad,
+    ) {
+        let before = self.measurements.len();
+        self.record(probe, metric, params, reps, load);
+        if let Some(m) = self.measurements.get_mut(before) {
+            m.value = overall;
+        }
+    }
+
+    fn record_samples(&mut self, probe: &str, metric: &str, params: &str, reps: &Repetitions) {
         let window = reps.window_range();
         for (seq, (value, t)) in reps.values.iter().zip(&reps.offsets).enumerate() {
             self.samples.push(Sample {
@@ -205,12 +228,15 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "KiB" | "K" | "k" => 1024.0,
         "MiB" | "M" => 1024.0 * 1024.0,
         "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" | "T" => 1024.0f64.powi(4),
+        "PiB" | "P" => 1024.0f64.powi(5),
+        "TB" => 1e12,
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
         other => {
             return Err(format!(
-                "unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+                "unknown size unit `{other}` in `{text}` (use B, KiB, MiB, GiB, TiB, PiB, KB, MB, GB, TB)"
             ));
         }
     };

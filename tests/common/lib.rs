@@ -132,6 +132,22 @@ pub fn quick_run_args(dataset: &Path, host: &str) -> Vec<String> {
         "memory.latency.budget=600ms",
         "--param",
         "memory.latency.max_size=32MiB",
+        "--param",
+        "storage.seq.size=16MiB",
+        "--param",
+        "storage.seq.budget=1s",
+        "--param",
+        "storage.rand4k.size=16MiB",
+        "--param",
+        "storage.rand4k.budget=1s",
+        "--param",
+        "storage.mixed.size=16MiB",
+        "--param",
+        "storage.mixed.budget=1s",
+        "--param",
+        "storage.fsync.size=4MiB",
+        "--param",
+        "storage.fsync.budget=1s",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod memory;
+pub mod storage;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,10 @@ pub fn all() -> Vec<Box<dyn Probe>> {
         Box::new(cpu::scaling::Scaling),
         Box::new(memory::bandwidth::MemoryBandwidth),
         Box::new(memory::latency::MemoryLatency),
+        Box::new(storage::seq::Seq),
+        Box::new(storage::rand4k::Rand4k),
+        Box::new(storage::mixed::Mixed),
+        Box::new(storage::fsync::Fsync),
     ]
 }
 
