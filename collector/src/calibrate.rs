@@ -23,6 +23,7 @@ use crate::probe::{CancelToken, Effort};
 use crate::probes::{self, cpu::flops::Isa};
 use crate::runner::{RunSpec, Silent, run_probes};
 
+mod network;
 mod storage;
 
 /// What a probe's figure must be, as a fraction of the reference's.
@@ -31,10 +32,17 @@ pub struct Target {
     pub low: f64,
     /// `None` where beating the reference is no fault (a peak can only be approached).
     pub high: Option<f64>,
+    /// Shown beside the reference, not judged (UDP loss and jitter on loopback, where both
+    /// are near zero and a ratio means nothing).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub info: bool,
 }
 
-const WITHIN_10: Target = Target { low: 0.9, high: Some(1.1) };
-const AT_LEAST_90: Target = Target { low: 0.9, high: None };
+/// Figures printed side by side without a verdict.
+pub const INFO: Target = Target { low: 0.0, high: None, info: true };
+
+const WITHIN_10: Target = Target { low: 0.9, high: Some(1.1), info: false };
+const AT_LEAST_90: Target = Target { low: 0.9, high: None, info: false };
 
 /// One figure of a reference tool's output.
 #[derive(Debug, Clone)]
@@ -51,6 +59,8 @@ pub enum Parse {
     /// The number at this JSON pointer times the factor, from the first `{` of the output on
     /// (fio prints warnings before its JSON).
     Json(&'static str, f64),
+    /// The same summed over every JSON document in the output (parallel iperf3 clients).
+    JsonSum(&'static str, f64),
 }
 
 impl Parse {
@@ -62,6 +72,14 @@ impl Parse {
                 let mut stream = serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
                 let value = stream.next()?.ok()?;
                 Some(value.pointer(pointer)?.as_f64()? * factor)
+            }
+            Parse::JsonSum(pointer, factor) => {
+                let json = &output[output.find('{')?..];
+                let docs: Vec<serde_json::Value> =
+                    serde_json::Deserializer::from_str(json).into_iter().collect::<Result<_, _>>().ok()?;
+                let values: Option<Vec<f64>> = docs.iter().map(|d| d.pointer(pointer)?.as_f64()).collect();
+                let values = values.filter(|v| !v.is_empty())?;
+                Some(values.iter().sum::<f64>() * factor)
             }
         }
     }
@@ -123,6 +141,8 @@ pub struct Setup {
     pub scratch: PathBuf,
     /// The storage probes' and fio's warm-up, the suite's.
     pub storage_warmup_ms: u64,
+    /// Where the `iperf3 -s` servers listen on loopback during calibration, one per stream.
+    pub iperf3_ports: Vec<u16>,
 }
 
 /// Last number before `unit` on the last line that has it, e.g. `MFlops/s:  57298.18`.
@@ -407,6 +427,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
         });
     }
     checks.extend(storage::checks(setup));
+    checks.extend(network::checks(setup));
     checks
 }
 
@@ -530,6 +551,7 @@ pub fn setup(
         reference_seconds,
         scratch: workdir.to_path_buf(),
         storage_warmup_ms: warmup.as_millis() as u64,
+        iperf3_ports: network::iperf3_ports()?,
     })
 }
 
@@ -570,6 +592,26 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
         progress("storage: writing fio's test files");
         storage::prepare(setup)?;
     }
+    // The peers live as long as the calibration; the probes' `peer` is the in-process serve.
+    let mut overrides = overrides;
+    let _peers = if probe_ids.iter().any(|p| p.starts_with("network.")) {
+        let peers = network::start(&setup.iperf3_ports)?;
+        for (probe, transfers) in [("network.tcp", 4), ("network.udp", 1)] {
+            let e = overrides.entry(probe.into()).or_default();
+            e.insert("peer".into(), peers.serve.to_string());
+            e.insert("runtime".into(), format!("{}s", setup.reference_seconds));
+            let budget = transfers * (setup.reference_seconds as u64 * 1000 + setup.storage_warmup_ms) + 3000;
+            e.insert("budget".into(), format!("{budget}ms"));
+        }
+        let e = overrides.entry("network.tcp".into()).or_default();
+        e.insert("streams".into(), network::STREAMS.to_string());
+        let e = overrides.entry("network.udp".into()).or_default();
+        e.insert("rate".into(), network::UDP_RATE.into());
+        e.insert("size".into(), network::UDP_SIZE.into());
+        Some(peers)
+    } else {
+        None
+    };
     for probe_id in probe_ids {
         let probe = probes::find(probe_id).expect("calibrated probes are registered");
         let mine: Vec<&Check> = all.iter().filter(|c| c.probe == probe_id).collect();
@@ -663,6 +705,7 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
                 .or_else(|| probe_value.zip(reference_value).map(|(p, r)| p / r));
             let verdict = match ratio {
                 _ if skipped => "skipped",
+                _ if check.target.info => "info",
                 None => "skipped",
                 Some(r) if r < check.target.low => "low",
                 Some(r) if check.target.high.is_some_and(|h| r > h) => "high",
@@ -755,6 +798,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
     for o in outcomes {
         let num = |v: Option<f64>| v.map(fathom_datasets::human::format_value).unwrap_or_else(|| "-".into());
         let target = match o.target.high {
+            _ if o.target.info => "-".to_string(),
             Some(h) => format!("{:.2}–{:.2}", o.target.low, h),
             None => format!("≥ {:.2}", o.target.low),
         };
@@ -781,12 +825,13 @@ pub fn table(outcomes: &[Outcome]) -> String {
             out.push_str(&format!("{:<17} note: {}\n", "", o.note));
         }
     }
-    let judged: Vec<_> = outcomes.iter().filter(|o| o.verdict != "skipped").collect();
+    let judged: Vec<_> = outcomes.iter().filter(|o| o.verdict != "skipped" && o.verdict != "info").collect();
     let ok = judged.iter().filter(|o| o.verdict == "ok").count();
+    let info = outcomes.iter().filter(|o| o.verdict == "info").count();
+    let skipped = outcomes.len() - judged.len() - info;
     out.push_str(&format!(
-        "{ok} of {} within target; {} skipped; foreign = most CPU other processes used during any run (>{:.0}% is disturbed and rerun)\n",
+        "{ok} of {} within target; {info} shown without a target; {skipped} skipped; foreign = most CPU other processes used during any run (>{:.0}% is disturbed and rerun)\n",
         judged.len(),
-        outcomes.len() - judged.len(),
         DISTURBED_THRESHOLD * 100.0
     ));
     out
@@ -831,6 +876,7 @@ mod tests {
             reference_seconds: 1,
             scratch: PathBuf::from("/tmp"),
             storage_warmup_ms: 200,
+            iperf3_ports: vec![5201],
         })
         .into_iter()
         .find(|c| c.probe == "memory.bandwidth" && c.metric == "read")

@@ -15,4 +15,5 @@ pub mod params;
 pub mod probe;
 pub mod probes;
 pub mod runner;
+pub mod serve;
 pub mod suite;

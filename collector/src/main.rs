@@ -43,6 +43,20 @@ enum Command {
     /// Install the reference tools first with scripts/reference-tools. Nothing is written to
     /// the dataset. Example: fathom-collector calibrate --probes cpu.aes_gcm --rounds 5
     Calibrate(CalibrateArgs),
+    /// Be the peer the network probes measure against: a TCP sink and source, an echo and a
+    /// UDP receiver, nothing else (no commands, no files). Bounded: --max-clients connections
+    /// at once, each test at most five minutes. Prints `listening on ADDR` once ready.
+    ///
+    /// Example: fathom-collector serve --listen 0.0.0.0:7433, then on another host
+    /// fathom-collector run --probes network.tcp --param network.tcp.peer=THIS_HOST:7433
+    Serve {
+        /// Address and port to listen on (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:7433")]
+        listen: std::net::SocketAddr,
+        /// Clients served at once; more are told `busy` and closed.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        max_clients: u32,
+    },
     /// List the probes with a one-line description each.
     Probes {
         /// Also list every probe's parameters with their defaults.
@@ -142,6 +156,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Run(args) => run(args),
         Command::Calibrate(args) => calibrate(args),
+        Command::Serve { listen, max_clients } => serve(listen, max_clients as usize),
     }
 }
 
@@ -243,6 +258,35 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
     Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn serve(listen: std::net::SocketAddr, max_clients: usize) -> Result<ExitCode> {
+    use fathom_collector::serve::{ServeOptions, Server};
+    let options = ServeOptions { listen, max_clients, ..ServeOptions::default() };
+    let server = Server::bind(options).with_context(|| format!("listening on {listen}"))?;
+    let stop = CancelToken::default();
+    let on_signal = stop.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => s.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate => {}
+            }
+        });
+        on_signal.cancel();
+    });
+    println!("listening on {}", server.local_addr()?);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    server.run(&stop)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {

@@ -71,6 +71,9 @@ pub fn run_json(result: &RunResult, dataset: Option<&str>) -> Value {
     obj.insert("notes".into(), json!(result.notes));
     let failures: Vec<Value> = result.failures.iter().map(|(p, e)| json!({"probe": p, "error": e})).collect();
     obj.insert("failures".into(), Value::Array(failures));
+    let skipped: Vec<Value> =
+        result.skipped.iter().map(|(p, why)| json!({"probe": p, "reason": why})).collect();
+    obj.insert("skipped".into(), Value::Array(skipped));
     v
 }
 

@@ -35,6 +35,10 @@ pub enum ProbeError {
     Param { name: String, reason: String },
     #[error("cancelled")]
     Cancelled,
+    /// Not run, for a reason that is no fault (a network probe without a peer); recorded in
+    /// the run's reason, the run stays `ok`.
+    #[error("skipped: {0}")]
+    Skipped(String),
     #[error("{0}")]
     Failed(String),
 }

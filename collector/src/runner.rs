@@ -45,6 +45,8 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Probes that failed, with the reason.
     pub failures: Vec<(String, String)>,
+    /// Probes that did not run, with the reason (no fault: a network probe without a peer).
+    pub skipped: Vec<(String, String)>,
 }
 
 pub fn run_probes(
@@ -76,6 +78,7 @@ pub fn run_probes(
         samples: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
+        skipped: Vec::new(),
     };
     let mut cancelled = false;
     for (index, probe) in probes.iter().enumerate() {
@@ -110,6 +113,10 @@ pub fn run_probes(
                 cancelled = true;
                 Err("cancelled".to_string())
             }
+            Err(ProbeError::Skipped(why)) => {
+                result.skipped.push((probe.id().to_string(), why.clone()));
+                Err(format!("skipped: {why}"))
+            }
             Err(e) => {
                 result.failures.push((probe.id().to_string(), e.to_string()));
                 Err(e.to_string())
@@ -132,10 +139,13 @@ fn status_of(result: &RunResult, cancelled: bool, planned: usize) -> (RunStatus,
     if cancelled {
         reasons.push("interrupted".to_string());
     }
+    let status_reasons = reasons.len();
+    reasons.extend(result.skipped.iter().map(|(p, why)| format!("probe {p} skipped: {why}")));
     let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+    let planned = planned - result.skipped.len();
     let status = if result.measurements.is_empty() && planned > 0 {
         RunStatus::Failed
-    } else if reasons.is_empty() {
+    } else if status_reasons == 0 {
         RunStatus::Ok
     } else {
         RunStatus::Partial

@@ -15,9 +15,9 @@ use super::{Check, Parse, Reference, Setup, Target};
 use crate::probes::storage::file::{FillError, check_space, fill_fd};
 
 /// Storage seq MB/s and 4K IOPS within ±15 % of fio.
-const WITHIN_15: Target = Target { low: 0.85, high: Some(1.15) };
+pub const WITHIN_15: Target = Target { low: 0.85, high: Some(1.15), info: false };
 /// Latency percentiles within ±25 %.
-const WITHIN_25: Target = Target { low: 0.75, high: Some(1.25) };
+pub const WITHIN_25: Target = Target { low: 0.75, high: Some(1.25), info: false };
 
 /// Test file size for the direct-I/O probes, shared by probe and fio.
 pub const FILE_SIZE: &str = "512MiB";

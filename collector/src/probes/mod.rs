@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod memory;
+pub mod network;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ pub fn all() -> Vec<Box<dyn Probe>> {
         Box::new(storage::rand4k::Rand4k),
         Box::new(storage::mixed::Mixed),
         Box::new(storage::fsync::Fsync),
+        Box::new(network::tcp::Tcp),
+        Box::new(network::latency::Latency),
+        Box::new(network::udp::Udp),
     ]
 }
 
