@@ -41,18 +41,8 @@ impl Drop for Peer {
 
 const PROBES: &str = "network.tcp,network.latency,network.udp";
 
-fn with_peer(peer: &str, runtime: &str) -> Vec<String> {
-    PROBES
-        .split(',')
-        .flat_map(|p| {
-            [
-                "--param".to_string(),
-                format!("{p}.peer={peer}"),
-                "--param".to_string(),
-                format!("{p}.runtime={runtime}"),
-            ]
-        })
-        .collect()
+fn with_runtime(runtime: &str) -> Vec<String> {
+    PROBES.split(',').flat_map(|p| ["--param".to_string(), format!("{p}.runtime={runtime}")]).collect()
 }
 
 #[test]
@@ -62,7 +52,8 @@ fn network_probes_measure_a_real_peer_on_loopback() {
     let out = run(bin("fathom-collector")
         .args(["run", "--probes", PROBES, "--json", "--dataset"])
         .arg(dir.path().join("ds"))
-        .args(with_peer(&peer.addr, "300ms"))
+        .args(["--peer", &peer.addr])
+        .args(with_runtime("300ms"))
         .args(["--param", "network.tcp.budget=5s"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let run = json(&String::from_utf8(out.stdout).unwrap());

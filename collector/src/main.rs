@@ -94,6 +94,10 @@ struct RunArgs {
     /// Print the run as one JSON object on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// The peer (`fathom-collector serve`) of every network probe, HOST[:PORT]; a probe's own
+    /// `--param network.X.peer=` wins.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -180,7 +184,16 @@ fn select_probes(args: &RunArgs) -> Result<Vec<Box<dyn Probe>>> {
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     let probes = select_probes(&args)?;
-    let overrides = parse_overrides(&args.params)?;
+    let mut overrides = parse_overrides(&args.params)?;
+    if let Some(peer) = &args.peer {
+        for p in probes.iter().filter(|p| p.id().starts_with("network.")) {
+            overrides
+                .entry(p.id().to_string())
+                .or_default()
+                .entry("peer".into())
+                .or_insert_with(|| peer.clone());
+        }
+    }
     check_all(&probes, args.suite.effort(), &overrides)?;
     if args.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
         bail!("--host may not be empty");

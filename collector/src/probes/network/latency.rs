@@ -49,7 +49,7 @@ impl Probe for Latency {
         let timing = timing(ctx, runtime(&ctx.params)?, 1);
         let params = self.params_text(ctx);
         let start = Instant::now();
-        let load = LoadMeter::start();
+        let load = LoadMeter::start_io();
         let (mut stream, _) = start_test(peer, &format!("echo {size}"), super::TIMEOUT)
             .map_err(|e| failed(peer, "connecting", e))?;
         let message = vec![0xa5u8; size];

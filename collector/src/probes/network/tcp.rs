@@ -70,7 +70,7 @@ impl Probe for Tcp {
         .enumerate()
         {
             ctx.check()?;
-            let load = LoadMeter::start();
+            let load = LoadMeter::start_io();
             let offset = start.elapsed().as_secs_f64();
             let bytes = transfer(ctx, peer, k, send, &timing)?;
             let mut reps = Repetitions::default();

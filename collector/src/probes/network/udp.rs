@@ -82,7 +82,7 @@ impl Probe for Udp {
         let timing = timing(ctx, runtime(&ctx.params)?, 1);
         let params = self.params_text(ctx);
         let start = Instant::now();
-        let load = LoadMeter::start();
+        let load = LoadMeter::start_io();
         let (mut control, port) =
             start_test(peer, "udp", super::TIMEOUT).map_err(|e| failed(peer, "connecting", e))?;
         let port: u16 = port

@@ -52,7 +52,7 @@ impl Probe for Fsync {
             ("size", super::fmt_bytes(s.size)),
             ("block", super::fmt_bytes(BLOCK as u64)),
         ]);
-        let load = LoadMeter::start();
+        let load = LoadMeter::start_io();
         let offset = start.elapsed().as_secs_f64();
         let slices = write_and_sync(ctx, &file, &timing)?;
         record_direction(

@@ -51,7 +51,7 @@ impl Probe for Mixed {
             pattern: Pattern::Random,
             read_percent: READ_PERCENT,
         };
-        let load = LoadMeter::start();
+        let load = LoadMeter::start_io();
         let offset = start.elapsed().as_secs_f64();
         let slices = measure(ctx, &file, &workload, engine, &timing)?;
         let load = load.finish();

@@ -52,7 +52,7 @@ impl Probe for Rand4k {
                 pattern: Pattern::Random,
                 read_percent: if read { 100 } else { 0 },
             };
-            let load = LoadMeter::start();
+            let load = LoadMeter::start_io();
             let offset = start.elapsed().as_secs_f64();
             let slices = measure(ctx, &file, &workload, engine, &timing)?;
             let (iops, lat) = if read {

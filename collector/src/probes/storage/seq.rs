@@ -54,7 +54,7 @@ impl Probe for Seq {
             if read {
                 file.fill(&|| ctx.check())?;
             }
-            let load = LoadMeter::start();
+            let load = LoadMeter::start_io();
             let offset = start.elapsed().as_secs_f64();
             let slices = measure(ctx, &file, &workload(if read { 100 } else { 0 }), engine, &timing)?;
             let mb_per_op = BLOCK as f64 / 1e6;
