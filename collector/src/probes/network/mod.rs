@@ -60,7 +60,7 @@ pub fn peer(params: &BTreeMap<String, String>) -> Result<Option<SocketAddr>, Pro
 pub fn require_peer(probe: &str, params: &BTreeMap<String, String>) -> Result<SocketAddr, ProbeError> {
     peer(params)?.ok_or_else(|| {
         ProbeError::Skipped(format!(
-            "no peer: start `fathom-collector serve` on another host and pass --param {probe}.peer=HOST:PORT"
+            "no peer: start `fathom-collector serve` on another host and pass --peer HOST:PORT (or --param {probe}.peer=HOST:PORT)"
         ))
     })
 }
