@@ -107,7 +107,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
         FSYNC_FILE_SIZE,
         &["--rw=write", "--bs=4k", "--ioengine=sync", "--fsync=1"],
     );
-    let us = 1e-3;
+    let ns = 1.0;
     vec![
         check("storage.seq", "write_bw", &write, "/jobs/0/write/bw_bytes", 1e-6, WITHIN_15),
         check("storage.seq", "read_bw", &read, "/jobs/0/read/bw_bytes", 1e-6, WITHIN_15),
@@ -117,7 +117,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "read_lat_p50",
             &randread,
             "/jobs/0/read/clat_ns/percentile/50.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         check(
@@ -125,7 +125,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "read_lat_p99",
             &randread,
             "/jobs/0/read/clat_ns/percentile/99.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         check("storage.rand4k", "write_iops", &randwrite, "/jobs/0/write/iops", 1.0, WITHIN_15),
@@ -134,7 +134,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "write_lat_p50",
             &randwrite,
             "/jobs/0/write/clat_ns/percentile/50.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         check(
@@ -142,7 +142,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "write_lat_p99",
             &randwrite,
             "/jobs/0/write/clat_ns/percentile/99.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         check("storage.mixed", "read_iops", &mixed, "/jobs/0/read/iops", 1.0, WITHIN_15),
@@ -152,7 +152,7 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "read_lat_p99",
             &mixed,
             "/jobs/0/read/clat_ns/percentile/99.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         check(
@@ -160,13 +160,13 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
             "write_lat_p99",
             &mixed,
             "/jobs/0/write/clat_ns/percentile/99.000000",
-            us,
+            ns,
             WITHIN_25,
         ),
         // fio's write IOPS for this job count write + fsync pairs over the wall time.
         check("storage.fsync", "fsync_rate", &fsync, "/jobs/0/write/iops", 1.0, WITHIN_15),
-        check("storage.fsync", "lat_p50", &fsync, "/jobs/0/sync/lat_ns/percentile/50.000000", us, WITHIN_25),
-        check("storage.fsync", "lat_p99", &fsync, "/jobs/0/sync/lat_ns/percentile/99.000000", us, WITHIN_25),
+        check("storage.fsync", "lat_p50", &fsync, "/jobs/0/sync/lat_ns/percentile/50.000000", ns, WITHIN_25),
+        check("storage.fsync", "lat_p99", &fsync, "/jobs/0/sync/lat_ns/percentile/99.000000", ns, WITHIN_25),
     ]
 }
 

@@ -281,10 +281,9 @@ pub fn record_direction(
         all.merge(lat(s, read));
     }
     for &(metric, p) in latencies {
-        let reps =
-            repetitions(slices, timing, offset_s, |s| lat(s, read).percentile_ns(p).map(|ns| ns / 1e3));
+        let reps = repetitions(slices, timing, offset_s, |s| lat(s, read).percentile_ns(p));
         if let Some(overall) = all.percentile_ns(p) {
-            out.record_overall(probe, metric, params, &reps, overall / 1e3, load);
+            out.record_overall(probe, metric, params, &reps, overall, load);
         }
     }
 }
