@@ -20,13 +20,16 @@ impl CpuLoad {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Ticks {
     busy: u64,
     total: u64,
     own: u64,
     /// Time the hypervisor ran something else while this machine's vCPUs wanted to run.
     steal: u64,
+    /// CPU time of other processes that count as ours (kernel threads, helpers), by pid: their
+    /// differences are taken pid by pid, so one that exits in between lowers nothing.
+    ours: std::collections::HashMap<u32, u64>,
 }
 
 fn read_ticks() -> Option<Ticks> {
@@ -41,30 +44,34 @@ fn read_ticks() -> Option<Ticks> {
     let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0) + cpu.get(5).unwrap_or(&0) + cpu.get(6).unwrap_or(&0);
     // utime, stime, and the children's cutime and cstime: a child we waited for (a reference
     // tool run by `calibrate`, a command a service probe times) is our load, not foreign.
-    let mut own = process_ticks("self")?;
-    for pid in HELPERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        own += process_ticks(&pid.to_string()).unwrap_or(0);
+    let own = process_ticks("self")?;
+    let mut ours = kernel_thread_ticks();
+    for &pid in HELPERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(t) = process_ticks(&pid.to_string()) {
+            ours.insert(pid, t);
+        }
     }
-    own += kernel_thread_ticks();
-    Some(Ticks { busy: total - idle, total, own, steal: cpu.get(7).copied().unwrap_or(0) })
+    Some(Ticks { busy: total - idle, total, own, steal: cpu.get(7).copied().unwrap_or(0), ours })
 }
 
 /// CPU time of the kernel's own threads (block-layer completion workers, writeback, the
 /// journal): they serve whoever does I/O, during a storage probe the probe itself (a kworker
 /// took 19 % of the machine while `storage.seq` wrote), so they are not counted as foreign.
-fn kernel_thread_ticks() -> u64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    let mut ticks = 0;
+fn kernel_thread_ticks() -> std::collections::HashMap<u32, u64> {
+    let mut ticks = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return ticks };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         let Some(close) = stat.rfind(')') else { continue };
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         const PF_KTHREAD: u64 = 0x0020_0000;
         let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
         if flags & PF_KTHREAD != 0 {
-            ticks += [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum::<u64>();
+            ticks.insert(
+                pid,
+                [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum::<u64>(),
+            );
         }
     }
     ticks
@@ -112,7 +119,7 @@ impl LoadMeter {
     }
 
     pub fn finish(&self) -> CpuLoad {
-        let share = self.start.zip(read_ticks()).and_then(|(a, b)| {
+        let share = self.start.as_ref().zip(read_ticks()).and_then(|(a, b)| {
             let total = b.total.checked_sub(a.total)?;
             if total == 0 {
                 return None;
@@ -121,7 +128,11 @@ impl LoadMeter {
             if !self.count_steal {
                 busy = busy.saturating_sub(b.steal.saturating_sub(a.steal));
             }
-            let own = b.own.saturating_sub(a.own);
+            // Processes that count as ours: what each used since the start (all of it, for one
+            // that started meanwhile).
+            let ours: u64 =
+                b.ours.iter().map(|(pid, &t)| t.saturating_sub(a.ours.get(pid).copied().unwrap_or(0))).sum();
+            let own = b.own.saturating_sub(a.own) + ours;
             Some((busy.saturating_sub(own) as f64 / total as f64).clamp(0.0, 1.0))
         });
         CpuLoad { foreign_share: share }

@@ -54,7 +54,7 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:7433")]
         listen: std::net::SocketAddr,
         /// Clients served at once; more are told `busy` and closed.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_clients: u32,
     },
     /// List the probes with a one-line description each.

@@ -45,7 +45,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
-            max_clients: 16,
+            max_clients: 64,
             max_test: Duration::from_secs(300),
             io_timeout: Duration::from_secs(10),
         }
@@ -76,18 +76,24 @@ impl Server {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
                     stream.set_nonblocking(false)?;
-                    if active.fetch_add(1, Ordering::SeqCst) >= self.options.max_clients {
-                        active.fetch_sub(1, Ordering::SeqCst);
+                    let slot = Slot::take(&active);
+                    if slot.0.load(Ordering::SeqCst) > self.options.max_clients {
+                        drop(slot);
                         refuse_busy(stream);
                         continue;
                     }
-                    let (active, options, stop) = (active.clone(), self.options.clone(), stop.clone());
-                    std::thread::spawn(move || {
+                    let (options, stop) = (self.options.clone(), stop.clone());
+                    // The slot is given back when the thread ends, however it ends, or at once
+                    // if no thread can be started.
+                    let spawned = std::thread::Builder::new().name("fathom-serve".into()).spawn(move || {
+                        let _slot = slot;
                         if let Err(e) = handle(stream, &options, &stop) {
                             tracing::debug!("client {peer}: {e}");
                         }
-                        active.fetch_sub(1, Ordering::SeqCst);
                     });
+                    if let Err(e) = spawned {
+                        tracing::warn!("client {peer}: no thread to serve it: {e}");
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     std::thread::sleep(Duration::from_millis(100))
@@ -100,24 +106,68 @@ impl Server {
     }
 }
 
-/// Tells a client over the limit, after reading its request line (closing a socket with
-/// unread data resets it, and the client would never read why).
+/// One client's place among `max_clients`, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        Slot(active.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Tells a client over the limit, after reading its request line if it came at once (closing
+/// a socket with unread data resets it, and the client would never read why); the accept loop
+/// waits at most 20 ms for it.
 fn refuse_busy(mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
     let mut request = [0u8; MAX_LINE];
     let _ = stream.read(&mut request);
     let _ = stream.write_all(b"ERR busy: too many clients\n");
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// Reads one line of at most MAX_LINE bytes.
-fn read_line(reader: &mut BufReader<TcpStream>) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    reader.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no line within 256 bytes"));
+/// Sets the socket's read timeout to what is left until `until`, at most `io_timeout`; an
+/// error once `until` has passed, so a client that drips bytes cannot hold its slot.
+fn read_timeout(stream: &TcpStream, until: Instant, io_timeout: Duration) -> std::io::Result<()> {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the test's time is up"));
     }
-    Ok(String::from_utf8_lossy(&line).trim().to_string())
+    stream.set_read_timeout(Some(left.min(io_timeout)))
+}
+
+/// Reads one line of at most MAX_LINE bytes, all of it before `until`.
+fn read_line(
+    reader: &mut BufReader<TcpStream>,
+    until: Instant,
+    io_timeout: Duration,
+) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    loop {
+        read_timeout(reader.get_ref(), until, io_timeout)?;
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a whole line"));
+        }
+        if let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            reader.consume(end + 1);
+            return Ok(String::from_utf8_lossy(&line).trim().to_string());
+        }
+        let n = buf.len();
+        line.extend_from_slice(buf);
+        reader.consume(n);
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "no line within 256 bytes"));
+        }
+    }
 }
 
 fn handle(stream: TcpStream, options: &ServeOptions, stop: &CancelToken) -> std::io::Result<()> {
@@ -126,7 +176,7 @@ fn handle(stream: TcpStream, options: &ServeOptions, stop: &CancelToken) -> std:
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::with_capacity(BUFFER, stream);
-    let line = read_line(&mut reader)?;
+    let line = read_line(&mut reader, Instant::now() + options.io_timeout, options.io_timeout)?;
     let mut words = line.split_whitespace();
     if words.next() != Some(PROTOCOL) {
         writer.write_all(format!("ERR expected {PROTOCOL}\n").as_bytes())?;
@@ -177,13 +227,19 @@ fn handle(stream: TcpStream, options: &ServeOptions, stop: &CancelToken) -> std:
             writer.write_all(b"OK\n")?;
             let mut buf = vec![0u8; size];
             loop {
-                match reader.read_exact(&mut buf) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                    Err(e) => return Err(e),
+                // A whole message, each read bounded by the test's deadline.
+                let mut have = 0;
+                while have < size {
+                    read_timeout(reader.get_ref(), deadline, options.io_timeout)?;
+                    match reader.read(&mut buf[have..]) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => have += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 writer.write_all(&buf)?;
-                if Instant::now() > deadline || stop.is_cancelled() {
+                if stop.is_cancelled() {
                     return Ok(());
                 }
             }
@@ -197,7 +253,9 @@ fn handle(stream: TcpStream, options: &ServeOptions, stop: &CancelToken) -> std:
             let done = std::sync::atomic::AtomicBool::new(false);
             let control = std::thread::scope(|scope| {
                 let receiver = scope.spawn(|| receive_datagrams(&socket, &done, deadline, stop));
-                let line = read_line(&mut reader);
+                // Nothing comes on this connection while the datagrams flow: wait for the END
+                // line until the test's deadline, not the idle timeout.
+                let line = read_line(&mut reader, deadline, options.max_test);
                 done.store(true, Ordering::SeqCst);
                 (line, receiver.join().expect("receiver thread"))
             });

@@ -4,9 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The workspace root.
+/// The workspace root. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test too; that is
+/// preferred to the compile-time value, which names whichever checkout last built the test
+/// (a shared target folder serves several clones, and cargo does not rebuild for a move).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.parent().expect("tests/ is inside the workspace").to_path_buf()
 }
 
 /// The folder the test binary's profile writes executables to (`target/debug`).

@@ -91,11 +91,14 @@ pub fn checks(setup: &Setup) -> Vec<Check> {
         argv.extend(extra.iter().map(|s| s.to_string()));
         argv
     };
-    // One iperf3 client per stream and server, together; the figure is the sum of their JSON.
+    // One iperf3 client per stream and server, together, each writing its JSON to its own
+    // file (four writers on one pipe can interleave), printed after; the figure is their sum.
     let parallel = |reverse: &str| -> Vec<String> {
         let ports: Vec<String> = setup.iperf3_ports.iter().map(|p| p.to_string()).collect();
+        let log = setup.scratch.join("iperf3");
+        let log = log.display();
         let script = format!(
-            "for p in {}; do iperf3 -c 127.0.0.1 -p $p -t {secs} -J {reverse} & done; wait",
+            "rm -f {log}-*.json; for p in {}; do iperf3 -c 127.0.0.1 -p $p -t {secs} -J {reverse} --logfile {log}-$p.json & done; wait; cat {log}-*.json",
             ports.join(" ")
         );
         vec!["sh".into(), "-c".into(), script]

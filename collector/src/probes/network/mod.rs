@@ -40,17 +40,25 @@ pub fn peer(params: &BTreeMap<String, String>) -> Result<Option<SocketAddr>, Pro
     if text.is_empty() {
         return Ok(None);
     }
-    let with_port =
-        if text.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !text.ends_with(']') {
-            text.to_string()
-        } else {
-            format!("{text}:{DEFAULT_PORT}")
-        };
-    let mut addrs = with_port.to_socket_addrs().map_err(|e| ProbeError::Param {
-        name: "peer".into(),
-        reason: format!("`{text}` does not resolve: {e}"),
-    })?;
-    addrs.next().map(Some).ok_or_else(|| ProbeError::Param {
+    // A bare address (IPv6 included: `::1`) takes the default port.
+    if let Ok(ip) = text.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(Some(SocketAddr::new(ip, DEFAULT_PORT)));
+    }
+    let with_port = if text.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        text.to_string()
+    } else {
+        format!("{text}:{DEFAULT_PORT}")
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|e| ProbeError::Param {
+            name: "peer".into(),
+            reason: format!("`{text}` does not resolve: {e}"),
+        })?
+        .collect();
+    // IPv4 first: `serve` listens on 0.0.0.0 by default, and `localhost` often resolves to ::1
+    // before 127.0.0.1.
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().map(Some).ok_or_else(|| ProbeError::Param {
         name: "peer".into(),
         reason: format!("`{text}` resolves to no address"),
     })
@@ -127,6 +135,8 @@ mod tests {
             Some(format!("127.0.0.1:{DEFAULT_PORT}").parse().unwrap())
         );
         assert_eq!(peer(&params("[::1]:9000")).unwrap(), Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(peer(&params("::1")).unwrap(), Some(format!("[::1]:{DEFAULT_PORT}").parse().unwrap()));
+        assert_eq!(peer(&params("localhost:9000")).unwrap(), Some("127.0.0.1:9000".parse().unwrap()));
         assert!(matches!(peer(&params("no such host.invalid")), Err(ProbeError::Param { .. })));
         assert!(matches!(require_peer("network.tcp", &params("")), Err(ProbeError::Skipped(_))));
     }

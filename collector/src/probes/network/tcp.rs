@@ -33,9 +33,9 @@ const BUFFER: usize = 128 << 10;
 
 fn streams(params: &BTreeMap<String, String>) -> Result<usize, ProbeError> {
     let text = params.get("streams").map(String::as_str).unwrap_or_default();
-    text.parse().ok().filter(|n| (2..=128).contains(n)).ok_or_else(|| ProbeError::Param {
+    text.parse().ok().filter(|n| (2..=64).contains(n)).ok_or_else(|| ProbeError::Param {
         name: "streams".into(),
-        reason: format!("`{text}` is not a whole number from 2 to 128"),
+        reason: format!("`{text}` is not a whole number from 2 to 64"),
     })
 }
 

@@ -71,6 +71,9 @@ pub struct Timing {
     pub slice: Duration,
 }
 
+/// The most blocking I/O threads the fallback engine starts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Whether io_uring can be used here, and if not why (for the notes).
 pub fn io_uring_available() -> Result<(), String> {
     #[cfg(target_os = "linux")]
@@ -109,6 +112,12 @@ pub fn run(
         Engine::IoUring => workload.jobs,
         Engine::Threads => workload.jobs * workload.queue_depth,
     };
+    if engine == Engine::Threads && workers > MAX_THREADS {
+        return Err(ProbeError::Failed(format!(
+            "the threads engine runs one thread per queue slot: jobs × queue_depth = {workers} is more than \
+             {MAX_THREADS}; lower queue_depth or jobs, or use io_uring"
+        )));
+    }
     let clock = Clock { measure_from, end, slice: timing.slice, slices };
     let results: Vec<Result<Vec<Slice>, ProbeError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -314,26 +323,26 @@ fn uring_worker(
         // SAFETY: the buffer stays alive and untouched until its completion is reaped; the
         // queue has room, since at most `depth` I/Os are ever queued or in flight.
         unsafe { ring.submission().push(&entry.user_data(slot as u64)).expect("a free queue entry") };
-        loop {
+        // Queued, so in flight from here: a failed submit leaves the entry in the queue, and
+        // the next wait submits it; its buffer must live until it completes.
+        let submitted = loop {
             match ring.submit() {
-                Ok(_) => break,
+                Ok(_) => break Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_error("io_uring_enter", e)),
+                Err(e) => break Err(io_error("io_uring_enter", e)),
             }
-        }
+        };
         issued[slot] = Instant::now();
-        Ok(())
+        submitted
     };
     // An error never returns while I/Os are in flight: the kernel may still write into their
     // buffers, so the loop drains first.
     for slot in 0..depth {
-        match issue(&mut ring, slot, &mut issued, &mut reading) {
-            Ok(()) => in_flight += 1,
-            Err(e) => {
-                failure.get_or_insert(e);
-                done = true;
-                break;
-            }
+        in_flight += 1;
+        if let Err(e) = issue(&mut ring, slot, &mut issued, &mut reading) {
+            failure.get_or_insert(e);
+            done = true;
+            break;
         }
     }
     let mut reaped = Vec::with_capacity(depth);
@@ -377,13 +386,11 @@ fn uring_worker(
         }
         if !done {
             for &slot in &reaped {
-                match issue(&mut ring, slot, &mut issued, &mut reading) {
-                    Ok(()) => in_flight += 1,
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                        done = true;
-                        break;
-                    }
+                in_flight += 1;
+                if let Err(e) = issue(&mut ring, slot, &mut issued, &mut reading) {
+                    failure.get_or_insert(e);
+                    done = true;
+                    break;
                 }
             }
         }

@@ -133,13 +133,14 @@ impl TestFile {
         min_free: Option<u64>,
         direct: Direct,
     ) -> Result<TestFile, ProbeError> {
-        check_space(dir, size, min_free)
-            .map_err(|reason| ProbeError::Param { name: "dir".into(), reason })?;
+        // Leftovers first: a killed run's file must not count against the free space.
         let mut notes = Vec::new();
         let stale = remove_leftovers(dir);
         if stale > 0 {
             notes.push(format!("removed {stale} test file(s) a killed run had left in {}", dir.display()));
         }
+        check_space(dir, size, min_free)
+            .map_err(|reason| ProbeError::Param { name: "dir".into(), reason })?;
         let unique = format!("{PREFIX}{}-{tag}-{:x}", std::process::id(), rand::random::<u32>());
         let path = dir.join(unique);
         let open = |flags: i32| {
@@ -152,6 +153,8 @@ impl TestFile {
             Direct::Auto => match open(libc::O_DIRECT) {
                 Ok(f) => (f, true),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The kernel may have made the file before refusing O_DIRECT on it.
+                    let _ = std::fs::remove_file(&path);
                     notes.push(format!(
                         "{} does not support O_DIRECT: buffered I/O, figures include the page cache",
                         dir.display()
@@ -171,17 +174,19 @@ impl TestFile {
                 other => format!("{} is {other}", dir.display()),
             });
         }
+        // fallocate itself, not posix_fallocate: where the filesystem has none, glibc's
+        // emulation writes single bytes, which an O_DIRECT file refuses.
         // SAFETY: a plain syscall on our own descriptor.
-        let allocated = unsafe { libc::posix_fallocate(test.fd(), 0, size as libc::off_t) };
-        if allocated != 0 && allocated != libc::EOPNOTSUPP {
+        let allocated = unsafe { libc::fallocate(test.fd(), 0, 0, size as libc::off_t) } == 0;
+        let error = io::Error::last_os_error();
+        if !allocated && error.raw_os_error() != Some(libc::EOPNOTSUPP) {
             return Err(ProbeError::Failed(format!(
-                "allocating {} in {}: {}",
+                "allocating {} in {}: {error}",
                 human(size),
-                test.path.display(),
-                io::Error::from_raw_os_error(allocated)
+                test.path.display()
             )));
         }
-        if allocated != 0 {
+        if !allocated {
             test.file
                 .set_len(size)
                 .map_err(|e| ProbeError::Failed(format!("sizing {}: {e}", test.path.display())))?;

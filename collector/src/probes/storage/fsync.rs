@@ -46,7 +46,7 @@ impl Probe for Fsync {
         // not the conversion of allocated-but-unwritten extents (which made them 50 % slower
         // on ext4 here, and depends on what the file held before).
         file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 1);
+        let timing = s.timing(ctx, 1, start);
         let params = fathom_datasets::params::canonical([
             ("dir", s.dir.display().to_string()),
             ("size", super::fmt_bytes(s.size)),

@@ -42,7 +42,7 @@ impl Probe for Mixed {
         let file = TestFile::create(&s.dir, "mixed", s.size, s.min_free, s.direct)?;
         out.notes.extend(file.notes.iter().cloned());
         file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 1);
+        let timing = s.timing(ctx, 1, start);
         let params = s.params_text(BLOCK, &file, engine, &[("read_percent", READ_PERCENT.to_string())]);
         let workload = Workload {
             block: BLOCK,

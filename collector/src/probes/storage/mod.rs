@@ -113,7 +113,8 @@ pub fn settings(params: &BTreeMap<String, String>) -> Result<Settings, ProbeErro
         d => PathBuf::from(d),
     };
     let size_text = get("size");
-    let size = parse_size(size_text).map_err(|r| param_error("size", r))? as u64;
+    // Whole 4 KiB blocks, as direct I/O needs.
+    let size = (parse_size(size_text).map_err(|r| param_error("size", r))? as u64).next_multiple_of(4096);
     if !(1 << 20..=1 << 50).contains(&size) {
         return Err(param_error("size", format!("`{size_text}` is not between 1 MiB and 1 PiB")));
     }
@@ -164,13 +165,14 @@ impl Settings {
         }
     }
 
-    /// The measured time of each of `workloads`: `runtime`, or the budget less the warm-ups
-    /// and about a second for making the file, shared out.
-    pub fn timing(&self, ctx: &ProbeContext, workloads: u32) -> Timing {
+    /// The measured time of each of `workloads`: `runtime`, or what is left of the budget
+    /// since `started` (after making and filling the file, however slow the disk) less the
+    /// warm-ups, shared out.
+    pub fn timing(&self, ctx: &ProbeContext, workloads: u32, started: Instant) -> Timing {
         let warmup = ctx.effort.warmup;
         let runtime = self.runtime.unwrap_or_else(|| {
-            let spare = ctx.effort.budget.saturating_sub(warmup * workloads + Duration::from_millis(500));
-            (spare / workloads.max(1)).max(Duration::from_millis(200))
+            let used = started.elapsed() + warmup * workloads + Duration::from_millis(100);
+            (ctx.effort.budget.saturating_sub(used) / workloads.max(1)).max(Duration::from_millis(200))
         });
         // Twenty slices, 50 ms to 1 s each: enough repetitions for a spread, each long enough
         // to hold many I/Os on a slow disk.

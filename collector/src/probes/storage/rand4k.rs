@@ -42,7 +42,7 @@ impl Probe for Rand4k {
         let file = TestFile::create(&s.dir, "rand4k", s.size, s.min_free, s.direct)?;
         out.notes.extend(file.notes.iter().cloned());
         file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 2);
+        let timing = s.timing(ctx, 2, start);
         let params = s.params_text(BLOCK, &file, engine, &[]);
         for (i, read) in [true, false].into_iter().enumerate() {
             let workload = Workload {

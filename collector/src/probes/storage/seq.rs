@@ -1,7 +1,8 @@
 //! `storage.seq`: sequential write, then read, MB/s with 1 MiB blocks and direct I/O, as
 //! `fio --rw=write|read --bs=1M --direct=1 --ioengine=io_uring --iodepth=8` measures them.
 //!
-//! The file is written whole before the read, so every read hits real blocks rather than holes.
+//! The file is written whole first, so writes overwrite written blocks and every read hits
+//! real blocks rather than holes.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -41,7 +42,10 @@ impl Probe for Seq {
         out.notes.extend(engine_note);
         let file = TestFile::create(&s.dir, "seq", s.size, s.min_free, s.direct)?;
         out.notes.extend(file.notes.iter().cloned());
-        let timing = s.timing(ctx, 2);
+        // Written whole first, so the write phase overwrites written blocks (as on a disk in
+        // use, and as fio's calibration file) and the read phase reads real ones.
+        file.fill(&|| ctx.check())?;
+        let timing = s.timing(ctx, 2, start);
         let params = s.params_text(BLOCK, &file, engine, &[]);
         let workload = |read_percent| Workload {
             block: BLOCK,
@@ -51,9 +55,6 @@ impl Probe for Seq {
             read_percent,
         };
         for (i, (metric, read)) in [("write_bw", false), ("read_bw", true)].into_iter().enumerate() {
-            if read {
-                file.fill(&|| ctx.check())?;
-            }
             let load = LoadMeter::start_io();
             let offset = start.elapsed().as_secs_f64();
             let slices = measure(ctx, &file, &workload(if read { 100 } else { 0 }), engine, &timing)?;
