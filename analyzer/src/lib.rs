@@ -7,3 +7,5 @@
 pub mod analyses;
 pub mod load;
 pub mod report;
+pub mod runs;
+pub mod selector;

@@ -5,9 +5,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
+use fathom_analyzer::analyses::compare::{
+    CompareReport, DEFAULT_LAST_RUNS, Side, Weights, hosts_of, overlap, side_stats,
+};
+use fathom_analyzer::analyses::rank::rank;
 use fathom_analyzer::analyses::summary::{SummaryRow, summarize};
 use fathom_analyzer::load::Loader;
+use fathom_analyzer::report;
+use fathom_analyzer::report::compare::Style;
 use fathom_analyzer::report::text::summary_table;
+use fathom_analyzer::runs::{RunInfo, read_runs};
+use fathom_analyzer::selector::{Selector, select};
+use fathom_datasets::Table;
 use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, DateRange, default_url};
 use serde_json::json;
@@ -26,6 +35,8 @@ struct Cli {
 enum Format {
     Text,
     Json,
+    /// Markdown (compare and rank).
+    Markdown,
 }
 
 #[derive(clap::Args)]
@@ -53,8 +64,58 @@ impl Window {
     }
 }
 
+#[derive(clap::Args)]
+struct Scoring {
+    /// Category weights of the overall score; categories left out keep their default.
+    #[arg(long, value_parser = Weights::parse, default_value = "cpu=0.3,memory=0.2,storage=0.4,network=0.1")]
+    weights: Weights,
+    /// Runs per host and series a side uses: its last K (undisturbed ones first), median over them.
+    #[arg(long, default_value_t = DEFAULT_LAST_RUNS, value_parser = last_runs)]
+    last: usize,
+}
+
+fn last_runs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(k) if (1..=1000).contains(&k) => Ok(k),
+        _ => Err(format!("{text:?} is not a whole number of runs from 1 to 1000")),
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Compare a target with a source: per-metric ratios, category ratios, the weighted score, rating and recommendations.
+    ///
+    /// Selectors are comma-joined conditions that must all hold: host=, role=, suite=, tag.KEY=,
+    /// any other key is a label; values may be globs (host=db-*).
+    ///
+    /// Example: fathom-analyzer compare --dataset s3://bench/fathom --source host=db-01 --target role=target,site=fra1 --format markdown
+    Compare {
+        #[command(flatten)]
+        window: Window,
+        /// The runs of the source (the system the target must replace).
+        #[arg(long)]
+        source: Selector,
+        /// The runs of the target.
+        #[arg(long)]
+        target: Selector,
+        #[command(flatten)]
+        scoring: Scoring,
+    },
+    /// Rank every target host against one source, best first.
+    ///
+    /// Example: fathom-analyzer rank --source host=db-01 --targets role=target
+    Rank {
+        #[command(flatten)]
+        window: Window,
+        /// The runs of the source.
+        #[arg(long)]
+        source: Selector,
+        /// The runs of the candidate targets; each host is ranked on its own.
+        #[arg(long)]
+        targets: Selector,
+        #[command(flatten)]
+        scoring: Scoring,
+    },
     /// Per host × probe × metric: the latest value, the median of the 7 runs before it, and the change.
     ///
     /// Example: fathom-analyzer summary --dataset s3://bench/fathom --since 2026-01-01 --json
@@ -80,9 +141,133 @@ fn summary_rows(runtime: &tokio::runtime::Runtime, loader: &mut Loader) -> Resul
     }
 }
 
+fn open(window: &Window) -> Result<Loader> {
+    let url = window.dataset.clone().unwrap_or_else(default_url);
+    check_cli_url(&url).map_err(anyhow::Error::msg)?;
+    let dataset = Dataset::open(&url)?;
+    Ok(Loader::new(dataset, DateRange { since: window.since, until: window.until }))
+}
+
+/// Every run in the window.
+fn all_runs(runtime: &tokio::runtime::Runtime, loader: &mut Loader) -> Result<Vec<RunInfo>> {
+    let Some(runs) = runtime.block_on(loader.scan(Table::Runs))? else {
+        anyhow::bail!("{} holds no runs for the chosen dates", loader.dataset.url());
+    };
+    read_runs(runs).context("reading the runs table")
+}
+
+/// Runs `f` once more when it failed and a full decode drops a corrupt file.
+fn retrying<T>(loader: &mut Loader, mut f: impl FnMut(&mut Loader) -> Result<T>) -> Result<T> {
+    match f(loader) {
+        Ok(v) => Ok(v),
+        Err(first) if loader.recheck() == 0 => Err(first),
+        Err(_) => f(loader),
+    }
+}
+
+/// The pooled side of a selector's runs.
+fn pooled_side(
+    runtime: &tokio::runtime::Runtime,
+    loader: &mut Loader,
+    selector: &Selector,
+    runs: &[&RunInfo],
+    last: usize,
+    flag: &str,
+) -> Result<Side> {
+    let measurements = runtime.block_on(loader.committed_measurements())?.ok_or_else(|| {
+        anyhow::anyhow!("{} holds no measurements for the chosen dates", loader.dataset.url())
+    })?;
+    let stats = side_stats(measurements, runs, last, false).context("computing the side's figures")?;
+    if stats.is_empty() {
+        anyhow::bail!("{flag} {selector}: {} runs match, but none has measurements", runs.len());
+    }
+    Ok(Side { selector: selector.to_string(), hosts: hosts_of(runs), stats })
+}
+
+fn print_skipped(loader: &Loader) {
+    for s in &loader.skipped {
+        eprintln!("warning: skipped {}: {}", s.path, s.reason);
+    }
+}
+
+fn style(format: Format) -> Style {
+    if format == Format::Markdown { Style::Markdown } else { Style::Text }
+}
+
 fn run(command: Command) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
+        Command::Compare { window, source, target, scoring } => {
+            let mut loader = open(&window)?;
+            let report = retrying(&mut loader, |loader| {
+                let runs = all_runs(&runtime, loader)?;
+                let s = select(&runs, &source, "--source").map_err(anyhow::Error::msg)?;
+                let t = select(&runs, &target, "--target").map_err(anyhow::Error::msg)?;
+                let shared = overlap(&s, &t);
+                if !shared.is_empty() {
+                    anyhow::bail!(
+                        "--source {source} and --target {target} select the same runs (hosts {}): make the selectors disjoint",
+                        shared.join(", ")
+                    );
+                }
+                let s = pooled_side(&runtime, loader, &source, &s, scoring.last, "--source")?;
+                let t = pooled_side(&runtime, loader, &target, &t, scoring.last, "--target")?;
+                Ok(CompareReport::new(s, t, scoring.weights.clone(), scoring.last))
+            })?;
+            print_skipped(&loader);
+            match window.format() {
+                Format::Json => {
+                    let mut out = report::json::compare(&report);
+                    out["dataset"] = json!(loader.dataset.url());
+                    out["since"] = json!(window.since);
+                    out["until"] = json!(window.until);
+                    out["skipped_files"] = json!(loader.skipped);
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+                f => print!("{}", report::compare::compare(&report, style(f))),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rank { window, source, targets, scoring } => {
+            let mut loader = open(&window)?;
+            let (side, ranked) = retrying(&mut loader, |loader| {
+                let runs = all_runs(&runtime, loader)?;
+                let s = select(&runs, &source, "--source").map_err(anyhow::Error::msg)?;
+                let source_hosts: std::collections::BTreeSet<&str> =
+                    s.iter().map(|r| r.host.as_str()).collect();
+                // The source's own hosts are not candidates.
+                let t: Vec<&RunInfo> = select(&runs, &targets, "--targets")
+                    .map_err(anyhow::Error::msg)?
+                    .into_iter()
+                    .filter(|r| !source_hosts.contains(r.host.as_str()))
+                    .collect();
+                if t.is_empty() {
+                    anyhow::bail!("--targets {targets}: every matching host is also a source host");
+                }
+                let side = pooled_side(&runtime, loader, &source, &s, scoring.last, "--source")?;
+                let measurements = runtime
+                    .block_on(loader.committed_measurements())?
+                    .ok_or_else(|| anyhow::anyhow!("no measurements"))?;
+                let stats = side_stats(measurements, &t, scoring.last, true)
+                    .context("computing the targets' figures")?;
+                let ranked =
+                    rank(&side, &targets.to_string(), hosts_of(&t), stats, &scoring.weights, scoring.last);
+                Ok((side, ranked))
+            })?;
+            print_skipped(&loader);
+            match window.format() {
+                Format::Json => {
+                    let mut out = report::json::rank(&side, &ranked);
+                    out["dataset"] = json!(loader.dataset.url());
+                    out["since"] = json!(window.since);
+                    out["until"] = json!(window.until);
+                    out["skipped_files"] = json!(loader.skipped);
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+                f => print!("{}", report::compare::rank(&side, &ranked, style(f))),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Summary(window) => {
             let url = window.dataset.clone().unwrap_or_else(default_url);
             check_cli_url(&url).map_err(anyhow::Error::msg)?;
@@ -106,7 +291,7 @@ fn run(command: Command) -> Result<ExitCode> {
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 }
-                Format::Text => {
+                Format::Text | Format::Markdown => {
                     if rows.is_empty() {
                         println!(
                             "no committed measurements in {} for the chosen dates",

@@ -1,3 +1,5 @@
 //! One module per output format.
 
+pub mod compare;
+pub mod json;
 pub mod text;
