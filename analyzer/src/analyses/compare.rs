@@ -202,15 +202,41 @@ pub fn comparable_params(params: &str) -> String {
         .join(",")
 }
 
-/// Per series (and per host when `per_host`), the median of the last `last` runs of `runs`.
+/// How many of a host's latest runs are searched for its last K undisturbed values: the scan
+/// then reads a bounded number of runs per host however long the window.
+pub const SEARCH_DEPTH: usize = 3;
+
+/// Each host's latest `depth` runs.
+fn latest_per_host<'a>(runs: &[&'a RunInfo], depth: usize) -> Vec<&'a RunInfo> {
+    let mut by_host: BTreeMap<&str, Vec<&'a RunInfo>> = BTreeMap::new();
+    for r in runs {
+        by_host.entry(r.host.as_str()).or_default().push(r);
+    }
+    by_host
+        .into_values()
+        .flat_map(|mut v| {
+            v.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
+            v.truncate(depth);
+            v
+        })
+        .collect()
+}
+
+/// Per series (and per host when `per_host`), the median of the last `last` runs of `runs`
+/// (undisturbed ones first, among each host's latest `SEARCH_DEPTH × last` runs).
 pub fn side_stats(
     measurements: LazyFrame,
     runs: &[&RunInfo],
     last: usize,
     per_host: bool,
 ) -> PolarsResult<Vec<SeriesStat>> {
-    let ids = df!(col::RUN_ID => runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())?;
+    let searched = latest_per_host(runs, SEARCH_DEPTH * last);
+    let ids = df!(col::RUN_ID => searched.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())?;
+    // Nothing older than the oldest run searched: row-group statistics then skip older files.
+    let oldest = searched.iter().map(|r| r.started_at).min().unwrap_or(0);
+    let since = lit(Scalar::new_datetime(oldest, TimeUnit::Microseconds, Some(TimeZone::UTC)));
     let selected = measurements
+        .filter(col(col::STARTED_AT).gt_eq(since))
         .semi_join(ids.lazy(), col(col::RUN_ID), col(col::RUN_ID))
         .select([
             col(col::HOST),

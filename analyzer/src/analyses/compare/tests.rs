@@ -307,6 +307,7 @@ fn side_stats_take_the_median_of_the_last_runs_preferring_undisturbed_ones() {
         .map(|r| {
             let mut info = crate::runs::tests::run_info(r.0, "target");
             info.run_id = r.1.clone();
+            info.started_at = r.2 * 86_400_000_000;
             info
         })
         .collect();
@@ -319,6 +320,9 @@ fn side_stats_take_the_median_of_the_last_runs_preferring_undisturbed_ones() {
     assert_eq!(a.params, "queue_depth=32");
     let b = &per_host[1];
     assert_eq!((b.value, b.runs, b.disturbed_runs), (55.0, 2, 2));
+    // K = 1 searches each host's latest three runs: a's newest is disturbed, the one before wins.
+    let newest = side_stats(measurements.clone(), &refs, 1, true).unwrap();
+    assert_eq!((newest[0].value, newest[0].runs), (105.0, 1));
     // Pooled: a's three and b's two runs, one series.
     let pooled = side_stats(measurements, &refs, 3, false).unwrap();
     assert_eq!(pooled.len(), 1);
