@@ -81,9 +81,20 @@ fn write_fixture(dir: &Path, hosts: &[Host]) {
                 let Some(i) = scored.iter().position(|c| *c == spec.category()) else { continue };
                 let r = h.ratios[i];
                 let value = if spec.higher_is_better { spec.reference * r } else { spec.reference / r };
-                // Each host measures against its own peer: not a difference in the workload.
+                // As the collector records them: each host measures against its own peer and
+                // in its own directory, and records the ISA and I/O engine it found. None of
+                // that is a difference in the workload.
+                let source = h.role == "source";
                 let params = if spec.probe.starts_with("network.") {
                     format!("peer=peer-{}.internal,streams=4", h.name)
+                } else if spec.probe.starts_with("storage.") {
+                    let (dir, direct, engine) =
+                        if source { ("/srv", "on", "io_uring") } else { ("/data", "off", "threads") };
+                    format!(
+                        "block=4KiB,dir={dir},direct={direct},engine={engine},jobs=1,queue_depth=32,size=1GiB"
+                    )
+                } else if spec.probe == "cpu.flops" {
+                    format!("isa={},threads=all", if source { "avx512" } else { "avx2" })
                 } else {
                     "threads=all".to_string()
                 };
@@ -187,6 +198,16 @@ fn an_inadequate_target_gets_the_seeds_score_ratings_warnings_and_upgrades() {
     // Like with like: the peers differ and are still compared, the queue depths differ and are not.
     let metrics = c["metrics"].as_array().unwrap();
     assert!(metrics.iter().any(|m| m["probe"] == "network.tcp" && m["params"] == "streams=4"));
+    let iops = metrics.iter().find(|m| m["probe"] == "storage.rand4k" && m["metric"] == "read_iops").unwrap();
+    assert_eq!(iops["params"], "block=4KiB,jobs=1,queue_depth=32,size=1GiB");
+    let notes = iops["notes"].to_string();
+    assert!(
+        notes.contains("source ran with direct=on,engine=io_uring, target with direct=off,engine=threads"),
+        "{notes}"
+    );
+    let flops = metrics.iter().find(|m| m["metric"] == "gflops_f64_mt").unwrap();
+    assert!(flops["notes"].to_string().contains("isa=avx512"), "{flops}");
+    assert_eq!(c["categories"].as_array().unwrap().len(), 4, "every category compared");
     let nc = c["not_comparable"].as_array().unwrap();
     assert_eq!(nc.len(), 1, "{nc:?}");
     assert_eq!(nc[0]["metric"], "read_lat_p50");
@@ -236,7 +257,7 @@ fn selectors_and_weights_that_cannot_work_are_refused_with_what_is_there() {
     };
     fails(
         &["compare", "--source", "host=db-09", "--target", "role=target"],
-        "--source host=db-09: no runs match in the chosen dates (10 runs of 2 hosts there: cloud-tgt-01, vmware-src-01; roles: source, target)",
+        "--source host=db-09: no runs match in the chosen dates (10 runs of 2 hosts there: cloud-tgt-01, vmware-src-01; roles: source, target; labels: site)",
     );
     fails(
         &["compare", "--source", "role=source", "--target", "site=ams1"],

@@ -230,7 +230,7 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Rank { window, source, targets, scoring } => {
             let mut loader = open(&window)?;
-            let (side, ranked) = retrying(&mut loader, |loader| {
+            let (side, ranked, not_ranked) = retrying(&mut loader, |loader| {
                 let runs = all_runs(&runtime, loader)?;
                 let s = select(&runs, &source, "--source").map_err(anyhow::Error::msg)?;
                 let source_hosts: std::collections::BTreeSet<&str> =
@@ -252,19 +252,39 @@ fn run(command: Command) -> Result<ExitCode> {
                     .context("computing the targets' figures")?;
                 let ranked =
                     rank(&side, &targets.to_string(), hosts_of(&t), stats, &scoring.weights, scoring.last);
-                Ok((side, ranked))
+                // Candidates with no completed run are named, not dropped in silence.
+                let measured: std::collections::BTreeSet<&str> = t.iter().map(|r| r.host.as_str()).collect();
+                let not_ranked: Vec<String> = runs
+                    .iter()
+                    .filter(|r| targets.matches(r) && !source_hosts.contains(r.host.as_str()))
+                    .map(|r| r.host.as_str())
+                    .filter(|h| !measured.contains(h))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                Ok((side, ranked, not_ranked))
             })?;
             print_skipped(&loader);
             match window.format() {
                 Format::Json => {
                     let mut out = report::json::rank(&side, &ranked);
+                    out["not_ranked"] = json!(not_ranked);
                     out["dataset"] = json!(loader.dataset.url());
                     out["since"] = json!(window.since);
                     out["until"] = json!(window.until);
                     out["skipped_files"] = json!(loader.skipped);
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 }
-                f => print!("{}", report::compare::rank(&side, &ranked, style(f))),
+                f => {
+                    print!("{}", report::compare::rank(&side, &ranked, style(f)));
+                    if !not_ranked.is_empty() {
+                        println!(
+                            "\nnot ranked (no completed run in the chosen dates): {}",
+                            not_ranked.join(", ")
+                        );
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

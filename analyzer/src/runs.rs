@@ -15,6 +15,8 @@ pub struct RunInfo {
     pub host: String,
     pub role: String,
     pub suite: String,
+    /// The schedule that started it; empty for a run started by hand.
+    pub schedule: String,
     pub labels: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     /// Microseconds since the epoch, UTC.
@@ -77,6 +79,7 @@ pub fn read_runs(runs: LazyFrame) -> PolarsResult<Vec<RunInfo>> {
             col(col::HOST),
             col(col::ROLE),
             col(col::SUITE),
+            col(col::SCHEDULE),
             col(col::LABELS),
             col(col::TAGS),
             col(col::STARTED_AT).cast(DataType::Datetime(TimeUnit::Microseconds, None)).to_physical(),
@@ -93,6 +96,7 @@ pub fn read_runs(runs: LazyFrame) -> PolarsResult<Vec<RunInfo>> {
     let s = |name: &str| df.column(name).and_then(|c| c.str().cloned());
     let (run_id, host, role, suite, status) =
         (s(col::RUN_ID)?, s(col::HOST)?, s(col::ROLE)?, s(col::SUITE)?, s(col::STATUS)?);
+    let schedule = s(col::SCHEDULE)?;
     let (cpu_model, os, kernel, virt) =
         (s(col::CPU_MODEL)?, s(col::OS)?, s(col::KERNEL)?, s(col::VIRTUALIZATION)?);
     let labels = df.column(col::LABELS)?.list()?.clone();
@@ -110,6 +114,7 @@ pub fn read_runs(runs: LazyFrame) -> PolarsResult<Vec<RunInfo>> {
             host: text(&host, i),
             role: text(&role, i),
             suite: text(&suite, i),
+            schedule: text(&schedule, i),
             labels: string_map(l)?,
             tags: string_map(t)?,
             started_at: started.get(i).unwrap_or(0),
@@ -138,6 +143,7 @@ pub(crate) mod tests {
             host: host.into(),
             role: role.into(),
             suite: "quick".into(),
+            schedule: String::new(),
             labels: BTreeMap::new(),
             tags: BTreeMap::new(),
             started_at: 0,

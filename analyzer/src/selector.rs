@@ -107,6 +107,8 @@ pub fn select<'a>(runs: &'a [RunInfo], selector: &Selector, flag: &str) -> Resul
         let hosts: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.host.as_str()).collect();
         let roles: std::collections::BTreeSet<&str> =
             runs.iter().map(|r| r.role.as_str()).filter(|r| !r.is_empty()).collect();
+        let labels: std::collections::BTreeSet<&str> =
+            runs.iter().flat_map(|r| r.labels.keys().map(String::as_str)).collect();
         let shown: Vec<&str> = hosts.iter().take(12).copied().collect();
         let more = if hosts.len() > shown.len() {
             format!(" and {} more", hosts.len() - shown.len())
@@ -114,7 +116,7 @@ pub fn select<'a>(runs: &'a [RunInfo], selector: &Selector, flag: &str) -> Resul
             String::new()
         };
         return Err(format!(
-            "{flag} {selector}: no runs match in the chosen dates ({} runs of {} hosts there: {}{more}; roles: {})",
+            "{flag} {selector}: no runs match in the chosen dates ({} runs of {} hosts there: {}{more}; roles: {}; labels: {})",
             runs.len(),
             hosts.len(),
             shown.join(", "),
@@ -122,6 +124,11 @@ pub fn select<'a>(runs: &'a [RunInfo], selector: &Selector, flag: &str) -> Resul
                 "none".to_string()
             } else {
                 roles.into_iter().collect::<Vec<_>>().join(", ")
+            },
+            if labels.is_empty() {
+                "none".to_string()
+            } else {
+                labels.into_iter().collect::<Vec<_>>().join(", ")
             }
         ));
     }

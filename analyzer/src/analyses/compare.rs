@@ -32,6 +32,11 @@ pub const DEFAULT_LAST_RUNS: usize = 5;
 /// Parameters that say where a probe measured, not what it measured.
 pub const LOCATION_PARAMS: &[&str] = &["dir", "peer"];
 
+/// Parameters the collector records as what it found on the host (the ISA the FLOPS kernel
+/// ran, whether the filesystem took O_DIRECT, whether the kernel allowed io_uring): facts of
+/// the host being compared, so they do not split a series; a difference becomes a note.
+pub const CAPABILITY_PARAMS: &[&str] = &["direct", "engine", "isa"];
+
 /// The categories the weighted score is made of.
 pub const SCORED: [Category; 4] = [Category::Cpu, Category::Memory, Category::Storage, Category::Network];
 
@@ -163,8 +168,10 @@ pub struct SeriesStat {
     pub host: Option<String>,
     pub probe: String,
     pub metric: String,
-    /// Parameters without the location ones (`peer`, `dir`).
+    /// Parameters without the location and capability ones (`peer`, `dir`, `isa`, …).
     pub params: String,
+    /// The parameters as the latest run recorded them.
+    pub measured_params: String,
     pub unit: String,
     pub higher_is_better: bool,
     pub category: String,
@@ -172,7 +179,9 @@ pub struct SeriesStat {
     pub value: f64,
     pub runs: usize,
     pub hosts: usize,
-    /// Run-to-run robust CV (with ≥ 3 runs).
+    /// What the median is a median of: the hosts when pooled over several, else the runs.
+    pub sample: usize,
+    /// Robust CV of that sample: run to run (with ≥ 3 runs) or host to host.
     pub between_cv: Option<f64>,
     /// Median of the runs' own repetition CV.
     pub within_cv: Option<f64>,
@@ -184,7 +193,7 @@ pub struct SeriesStat {
 impl SeriesStat {
     /// Standard error of the log of this side's median.
     fn se_log(&self) -> f64 {
-        (std::f64::consts::PI / 2.0).sqrt() * self.noise / (self.runs.max(1) as f64).sqrt()
+        (std::f64::consts::PI / 2.0).sqrt() * self.noise / (self.sample.max(1) as f64).sqrt()
     }
 
     fn key(&self) -> (String, String, String) {
@@ -192,27 +201,38 @@ impl SeriesStat {
     }
 }
 
-/// `params` without the location parameters.
+fn param_key(part: &str) -> &str {
+    part.split_once('=').map(|(k, _)| k).unwrap_or(part)
+}
+
+/// `params` without the location and capability parameters: what the probe was asked to do.
 pub fn comparable_params(params: &str) -> String {
     params
         .split(',')
         .filter(|p| !p.is_empty())
-        .filter(|p| !LOCATION_PARAMS.iter().any(|l| p.split_once('=').is_some_and(|(k, _)| k == *l)))
+        .filter(|p| !LOCATION_PARAMS.contains(&param_key(p)) && !CAPABILITY_PARAMS.contains(&param_key(p)))
         .collect::<Vec<_>>()
         .join(",")
 }
 
-/// How many of a host's latest runs are searched for its last K undisturbed values: the scan
-/// then reads a bounded number of runs per host however long the window.
+/// Only the capability parameters (`direct=on,engine=io_uring`), for the notes.
+pub fn capability_params(params: &str) -> String {
+    params.split(',').filter(|p| CAPABILITY_PARAMS.contains(&param_key(p))).collect::<Vec<_>>().join(",")
+}
+
+/// How many of a run stream's latest runs are searched for its last K undisturbed values, a
+/// stream being one host's runs of one suite and schedule (an hourly network-only schedule
+/// does not crowd out the nightly full suite): the scan then reads a bounded number of runs
+/// per host however long the window.
 pub const SEARCH_DEPTH: usize = 3;
 
-/// Each host's latest `depth` runs.
-fn latest_per_host<'a>(runs: &[&'a RunInfo], depth: usize) -> Vec<&'a RunInfo> {
-    let mut by_host: BTreeMap<&str, Vec<&'a RunInfo>> = BTreeMap::new();
+/// The latest `depth` runs of each (host, suite, schedule).
+fn latest_per_stream<'a>(runs: &[&'a RunInfo], depth: usize) -> Vec<&'a RunInfo> {
+    let mut streams: BTreeMap<(&str, &str, &str), Vec<&'a RunInfo>> = BTreeMap::new();
     for r in runs {
-        by_host.entry(r.host.as_str()).or_default().push(r);
+        streams.entry((r.host.as_str(), r.suite.as_str(), r.schedule.as_str())).or_default().push(r);
     }
-    by_host
+    streams
         .into_values()
         .flat_map(|mut v| {
             v.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
@@ -222,15 +242,19 @@ fn latest_per_host<'a>(runs: &[&'a RunInfo], depth: usize) -> Vec<&'a RunInfo> {
         .collect()
 }
 
-/// Per series (and per host when `per_host`), the median of the last `last` runs of `runs`
-/// (undisturbed ones first, among each host's latest `SEARCH_DEPTH × last` runs).
+/// Per series, a side's figure from `runs`:
+/// - per host, the rows with the parameters of the host's latest run of the series (a host
+///   that moved its test to another `dir` or `peer` is measured where it is now), undisturbed
+///   ones first, its last `last` runs, and their median;
+/// - with `per_host`, those; otherwise pooled over the side's hosts: the median of the host
+///   medians, its noise from their spread, its sample size the number of hosts.
 pub fn side_stats(
     measurements: LazyFrame,
     runs: &[&RunInfo],
     last: usize,
     per_host: bool,
 ) -> PolarsResult<Vec<SeriesStat>> {
-    let searched = latest_per_host(runs, SEARCH_DEPTH * last);
+    let searched = latest_per_stream(runs, SEARCH_DEPTH * last);
     let ids = df!(col::RUN_ID => searched.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>())?;
     // Nothing older than the oldest run searched: row-group statistics then skip older files.
     let oldest = searched.iter().map(|r| r.started_at).min().unwrap_or(0);
@@ -263,54 +287,91 @@ pub fn side_stats(
     let mapping = df!(col::PARAMS => raw, "cparams" => normalised)?;
 
     let host_keys = [col(col::HOST), col(col::PROBE), col(col::METRIC), col("cparams")];
-    let group_keys: Vec<Expr> =
-        if per_host { host_keys.to_vec() } else { vec![col(col::PROBE), col(col::METRIC), col("cparams")] };
-    let frame = selected
+    let per_host_frame = selected
         .lazy()
         .join(mapping.lazy(), [col(col::PARAMS)], [col(col::PARAMS)], JoinArgs::new(JoinType::Left))
-        // Undisturbed runs where a host has any for the series; its disturbed ones otherwise.
+        .sort(
+            [col::HOST, col::PROBE, col::METRIC, "cparams", col::STARTED_AT, col::RUN_ID],
+            SortMultipleOptions::default()
+                .with_order_descending_multi([false, false, false, false, true, true]),
+        )
+        // The parameters of the host's latest run of the series.
+        .with_columns([col(col::PARAMS).first().over(host_keys.clone())?.alias("latest_params")])
+        .filter(col(col::PARAMS).eq(col("latest_params")))
+        // Undisturbed runs where the host has any for the series; its disturbed ones otherwise.
         .with_columns([col(col::DISTURBED)
             .cast(DataType::Int32)
             .min()
             .over(host_keys.clone())?
             .alias("all_disturbed")])
         .filter(col(col::DISTURBED).not().or(col("all_disturbed").eq(lit(1))))
-        .sort(
-            [col::HOST, col::PROBE, col::METRIC, "cparams", col::STARTED_AT, col::RUN_ID],
-            SortMultipleOptions::default()
-                .with_order_descending_multi([false, false, false, false, true, true]),
-        )
         .with_columns([col(col::VALUE)
             .cum_count(false)
-            .over(host_keys)?
+            .over(host_keys.clone())?
             .cast(DataType::Int64)
             .alias("recency")])
         .filter(col("recency").lt_eq(lit(last as i64)))
-        .with_columns([(col(col::VALUE) - col(col::VALUE).median().over(group_keys.clone())?)
+        .with_columns([(col(col::VALUE) - col(col::VALUE).median().over(host_keys.clone())?)
             .abs()
             .alias("deviation")])
-        .group_by(group_keys)
+        .group_by(host_keys)
         .agg([
             col(col::VALUE).median().alias("median"),
             col(col::VALUE).count().cast(DataType::Int64).alias("runs"),
-            col(col::HOST).n_unique().cast(DataType::Int64).alias("hosts"),
             col("deviation").median().alias("mad"),
             col(col::CV).median().alias("within_cv"),
             col(col::DISTURBED).cast(DataType::Int64).sum().alias("disturbed_runs"),
             col(col::UNIT).first().alias(col::UNIT),
             col(col::HIGHER_IS_BETTER).first().alias(col::HIGHER_IS_BETTER),
             col(col::CATEGORY).first().alias(col::CATEGORY),
-            col(col::HOST).first().alias("first_host"),
+            col(col::PARAMS).first().alias(col::PARAMS),
         ])
-        .sort([col::PROBE, col::METRIC, "cparams", "first_host"], SortMultipleOptions::default())
-        .collect()?;
+        .with_columns([lit(1i64).alias("hosts"), lit(NULL).cast(DataType::Float64).alias("host_std")]);
+    let frame = if per_host {
+        per_host_frame
+    } else {
+        let keys = [col(col::PROBE), col(col::METRIC), col("cparams")];
+        per_host_frame
+            .with_columns([(col("median") - col("median").median().over(keys.clone())?)
+                .abs()
+                .alias("host_deviation")])
+            .sort([col::HOST], SortMultipleOptions::default())
+            .group_by(keys)
+            .agg([
+                col("median").median().alias("median"),
+                col("runs").sum().alias("runs"),
+                // One host: its runs' spread; several: the spread between hosts.
+                when(col("median").count().gt(lit(1)))
+                    .then(col("host_deviation").median())
+                    .otherwise(col("mad").first())
+                    .alias("mad"),
+                col("median").std(1).alias("host_std"),
+                col("within_cv").median().alias("within_cv"),
+                col("disturbed_runs").sum().alias("disturbed_runs"),
+                col("median").count().cast(DataType::Int64).alias("hosts"),
+                col(col::UNIT).first().alias(col::UNIT),
+                col(col::HIGHER_IS_BETTER).first().alias(col::HIGHER_IS_BETTER),
+                col(col::CATEGORY).first().alias(col::CATEGORY),
+                col(col::PARAMS).first().alias(col::PARAMS),
+                col(col::HOST).first().alias(col::HOST),
+            ])
+    }
+    .sort([col::PROBE, col::METRIC, "cparams", col::HOST], SortMultipleOptions::default())
+    .collect()?;
 
     let s = |name: &str| frame.column(name).and_then(|c| c.str().cloned());
     let f = |name: &str| frame.column(name).and_then(|c| c.cast(&DataType::Float64)?.f64().cloned());
-    let i = |name: &str| frame.column(name).and_then(|c| c.i64().cloned());
-    let (probe, metric, params, unit, category, host) =
-        (s(col::PROBE)?, s(col::METRIC)?, s("cparams")?, s(col::UNIT)?, s(col::CATEGORY)?, s("first_host")?);
-    let (median, mad, within) = (f("median")?, f("mad")?, f("within_cv")?);
+    let i = |name: &str| frame.column(name).and_then(|c| c.cast(&DataType::Int64)?.i64().cloned());
+    let (probe, metric, params, raw_params, unit, category, host) = (
+        s(col::PROBE)?,
+        s(col::METRIC)?,
+        s("cparams")?,
+        s(col::PARAMS)?,
+        s(col::UNIT)?,
+        s(col::CATEGORY)?,
+        s(col::HOST)?,
+    );
+    let (median, mad, within, host_std) = (f("median")?, f("mad")?, f("within_cv")?, f("host_std")?);
     let (runs, hosts, disturbed) = (i("runs")?, i("hosts")?, i("disturbed_runs")?);
     let hib = frame.column(col::HIGHER_IS_BETTER)?.bool()?.clone();
     let mut out = Vec::with_capacity(frame.height());
@@ -318,8 +379,14 @@ pub fn side_stats(
         let (p, m) = (probe.get(r).unwrap_or_default(), metric.get(r).unwrap_or_default());
         let value = median.get(r).unwrap_or(f64::NAN);
         let n = runs.get(r).unwrap_or(0).max(0) as usize;
-        let between_cv = match (mad.get(r), n >= 3 && value != 0.0) {
-            (Some(mad), true) => Some(1.4826 * mad / value.abs()),
+        let h = hosts.get(r).unwrap_or(1).max(1) as usize;
+        // The sample the median is of: hosts when pooled over several, else runs.
+        let sample = if h > 1 { h } else { n };
+        let between_cv = match (h, value != 0.0) {
+            (_, false) => None,
+            (1, true) if n >= 3 => mad.get(r).map(|mad| 1.4826 * mad / value.abs()),
+            (2, true) => host_std.get(r).map(|sd| sd / value.abs()),
+            (h, true) if h >= 3 => mad.get(r).map(|mad| 1.4826 * mad / value.abs()),
             _ => None,
         };
         let within_cv = within.get(r).filter(|c| c.is_finite());
@@ -331,12 +398,14 @@ pub fn side_stats(
             probe: p.to_string(),
             metric: m.to_string(),
             params: params.get(r).unwrap_or_default().to_string(),
+            measured_params: raw_params.get(r).unwrap_or_default().to_string(),
             unit: unit.get(r).unwrap_or_default().to_string(),
             higher_is_better: hib.get(r).unwrap_or(true),
             category: category.get(r).unwrap_or_default().to_string(),
             value,
             runs: n,
-            hosts: hosts.get(r).unwrap_or(0).max(0) as usize,
+            hosts: h,
+            sample,
             between_cv,
             within_cv,
             noise,
@@ -352,6 +421,10 @@ pub struct SideValue {
     pub value: f64,
     pub runs: usize,
     pub hosts: usize,
+    /// What the median is of: hosts when several, else runs.
+    pub sample: usize,
+    /// The parameters as the latest run recorded them (with `peer`, `dir`, `isa` …).
+    pub measured_params: String,
     pub noise: f64,
     pub disturbed_runs: usize,
 }
@@ -362,6 +435,8 @@ impl From<&SeriesStat> for SideValue {
             value: s.value,
             runs: s.runs,
             hosts: s.hosts,
+            sample: s.sample,
+            measured_params: s.measured_params.clone(),
             noise: s.noise,
             disturbed_runs: s.disturbed_runs,
         }
@@ -413,6 +488,8 @@ pub struct CategoryScore {
     pub weight: f64,
     /// The key metrics it is the geometric mean of, as `probe metric`.
     pub metrics: Vec<String>,
+    /// How many key metrics the category has in the catalogue (`metrics` may be fewer).
+    pub key_metrics_expected: usize,
 }
 
 /// The comparison of one target with one source.
@@ -439,6 +516,10 @@ impl Comparison {
     pub fn metric(&self, probe: &str, metric: &str) -> Option<&MetricComparison> {
         self.metrics.iter().find(|m| m.probe == probe && m.metric == metric)
     }
+}
+
+fn or_none(params: &str) -> &str {
+    if params.is_empty() { "defaults" } else { params }
 }
 
 fn interval(ratio: f64, se_log: f64) -> [f64; 2] {
@@ -489,6 +570,10 @@ pub fn compare(source: &[SeriesStat], target: &[SeriesStat], weights: &Weights, 
         let se_log = (s.se_log().powi(2) + t.se_log().powi(2)).sqrt();
         let mut notes = confidence_notes("source", s, last);
         notes.extend(confidence_notes("target", t, last));
+        let (sc, tc) = (capability_params(&s.measured_params), capability_params(&t.measured_params));
+        if sc != tc {
+            notes.push(format!("source ran with {}, target with {}", or_none(&sc), or_none(&tc)));
+        }
         metrics.push(MetricComparison {
             probe: s.probe.clone(),
             metric: s.metric.clone(),
@@ -529,7 +614,10 @@ pub fn compare(source: &[SeriesStat], target: &[SeriesStat], weights: &Weights, 
         }
         let n = keys.len() as f64;
         let log_mean = keys.iter().map(|m| m.ratio.ln()).sum::<f64>() / n;
-        let se_log = keys.iter().map(|m| m.se_log.powi(2)).sum::<f64>().sqrt() / n;
+        // The metrics of one host move together (a noisy neighbour slows all of them), so
+        // their errors are taken as fully correlated: no narrowing from averaging.
+        let se_log = keys.iter().map(|m| m.se_log).sum::<f64>() / n;
+        let expected = catalogue::METRICS.iter().filter(|m| m.key && m.category() == category).count();
         let ratio = log_mean.exp();
         categories.push((
             CategoryScore {
@@ -540,6 +628,7 @@ pub fn compare(source: &[SeriesStat], target: &[SeriesStat], weights: &Weights, 
                 mark: Rating::of(ratio).mark(),
                 weight: weights.of(name),
                 metrics: keys.iter().map(|m| format!("{} {}", m.probe, m.metric)).collect(),
+                key_metrics_expected: expected,
             },
             se_log,
         ));
@@ -548,9 +637,9 @@ pub fn compare(source: &[SeriesStat], target: &[SeriesStat], weights: &Weights, 
     let weighted = categories.iter().filter(|(c, _)| c.weight > 0.0).count();
     let (overall_score, overall_interval) = if total > 0.0 && weighted > 0 {
         let score = categories.iter().map(|(c, _)| c.weight * c.ratio).sum::<f64>() / total;
-        // Delta method: d(score)/d(log r_c) = w_c r_c / Σw.
-        let se =
-            categories.iter().map(|(c, se)| (c.weight * c.ratio * se).powi(2)).sum::<f64>().sqrt() / total;
+        // Delta method, d(score)/d(log r_c) = w_c r_c / Σw, categories fully correlated (one
+        // host's noise reaches all of them).
+        let se = categories.iter().map(|(c, se)| c.weight * c.ratio * se).sum::<f64>() / total;
         (Some(score), Some([(score - Z95 * se).max(0.0), score + Z95 * se]))
     } else {
         (None, None)

@@ -16,7 +16,8 @@ pub struct Ranked {
 }
 
 /// Ranks `targets` (per-host stats from `side_stats(.., per_host = true)`) against `source`:
-/// by overall score, highest first; hosts without a score last; ties by host name.
+/// hosts measured in every weighted category before the others, then by overall score,
+/// highest first; hosts without a score last; ties by host name.
 pub fn rank(
     source: &Side,
     target_selector: &str,
@@ -42,15 +43,20 @@ pub fn rank(
             }
         })
         .collect();
+    // Hosts scored on every weighted category first: a host whose storage probe failed would
+    // otherwise be ranked on a smaller, easier basis than the others.
+    let incomplete = |r: &Ranked| r.report.comparison.missing_categories.iter().any(|m| weights.of(m) > 0.0);
     ranked.sort_by(|a, b| {
         let (x, y) = (a.report.comparison.overall_score, b.report.comparison.overall_score);
-        match (x, y) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        }
-        .then_with(|| a.host.cmp(&b.host))
+        incomplete(a)
+            .cmp(&incomplete(b))
+            .then_with(|| match (x, y) {
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            })
+            .then_with(|| a.host.cmp(&b.host))
     });
     for (i, r) in ranked.iter_mut().enumerate() {
         r.rank = i + 1;

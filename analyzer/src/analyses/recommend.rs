@@ -278,8 +278,26 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
     let (sf, tf) = (SideFacts::of(source), SideFacts::of(target));
     let overall = c.overall_score;
 
-    // The overall shape first.
+    // The overall shape first. A strong category can lift the mean above 1 while another is
+    // weak: "excellent candidate" needs every weighted category at 80 % or more, and a
+    // critical category is critical whatever the mean.
+    let weak: Vec<String> = c
+        .categories
+        .iter()
+        .filter(|k| k.weight > 0.0 && k.rating < Rating::Good)
+        .map(|k| format!("{} {}", k.category, pct(k.ratio)))
+        .collect();
+    let critical_category = c.categories.iter().any(|k| k.weight > 0.0 && k.rating == Rating::Critical);
     match overall.map(Rating::of) {
+        Some(Rating::Excellent) if !weak.is_empty() => {
+            advice.recommendations.push(Line {
+                mark: "⚠️",
+                text: format!(
+                    "Target exceeds source performance overall, but not everywhere: {}",
+                    weak.join(", ")
+                ),
+            });
+        }
         Some(Rating::Excellent) => {
             for text in [
                 "Target exceeds source performance",
@@ -289,7 +307,7 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
                 advice.recommendations.push(Line { mark: "✅", text: text.into() });
             }
         }
-        Some(r) if r <= Rating::Poor => {
+        Some(r) if r <= Rating::Poor || critical_category => {
             advice.critical_warnings.extend(
                 [
                     "Target NOT recommended for production failover",
@@ -300,6 +318,12 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
             );
         }
         _ => {}
+    }
+    if critical_category && advice.critical_warnings.is_empty() {
+        advice.critical_warnings.push(format!(
+            "Target NOT recommended for production failover: a weighted category is critical (below 40%): {}",
+            weak.join(", ")
+        ));
     }
     // Then one line per category.
     for line in CATEGORY_LINES {
@@ -340,7 +364,8 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
 
     // CPU.
     if below("cpu", Rating::Good) {
-        let fewer = tf.cores.1 < sf.cores.1;
+        // The target's smallest host against the source's largest.
+        let fewer = tf.cores.0 < sf.cores.1;
         let ratio = c.category("cpu").map(|s| s.ratio).unwrap_or(0.0);
         if fewer {
             advice.suggestions.push(format!(
@@ -375,8 +400,8 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
     // Memory.
     if below("memory", Rating::Good) {
         let ratio = c.category("memory").map(|s| s.ratio).unwrap_or(0.0);
-        if tf.mem.1 < sf.mem.1 && tf.mem.1 > 0 {
-            let more = sf.mem.1 as f64 / tf.mem.1 as f64 - 1.0;
+        if tf.mem.0 < sf.mem.1 && tf.mem.0 > 0 {
+            let more = sf.mem.1 as f64 / tf.mem.0 as f64 - 1.0;
             advice.suggestions.push(format!(
                 "Increase memory allocation by {} ({} on the target, {} on the source)",
                 pct(more),
@@ -407,7 +432,13 @@ pub fn advise(c: &Comparison, source: &[HostRuns], target: &[HostRuns]) -> Advic
     // Storage: the class follows from the measured random-read IOPS.
     if below("storage", Rating::Good) {
         let ratio = c.category("storage").map(|s| s.ratio).unwrap_or(0.0);
-        let classes = c.metric("storage.rand4k", "read_iops").map(|m| {
+        // The class only from a deep queue: at queue depth 1 an NVMe disk reads like a SATA one.
+        let deep = |params: &str| {
+            params.split(',').any(|p| {
+                p.strip_prefix("queue_depth=").and_then(|v| v.parse::<u32>().ok()).is_some_and(|q| q >= 16)
+            })
+        };
+        let classes = c.metric("storage.rand4k", "read_iops").filter(|m| deep(&m.params)).map(|m| {
             (m.source.value, m.target.value, disk_class(m.source.value), disk_class(m.target.value))
         });
         match classes {

@@ -77,7 +77,9 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
                 interval(i)
             ));
         }
-        _ => out.push_str("\nOverall Score: none: no scored category was measured alike on both sides\n"),
+        _ => out.push_str(
+            "\nOverall Score: none: no category with a weight above 0 was measured alike on both sides\n",
+        ),
     }
     let cats: Vec<String> = c
         .categories
@@ -134,12 +136,23 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
         "ratio",
         "95% interval",
         "confidence",
+        "params",
         "notes",
     ];
     match style {
         Style::Text => out.push_str(&format!(
-            "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {}\n",
-            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9]
+            "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {:<28} {}\n",
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            cols[4],
+            cols[5],
+            cols[6],
+            cols[7],
+            cols[8],
+            cols[9],
+            cols[10]
         )),
         Style::Markdown => {
             out.push_str(&format!("| {} |\n", cols.join(" | ")));
@@ -159,11 +172,12 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
             pct(m.ratio),
             interval(m.interval),
             confidence,
+            m.params.clone(),
             m.notes.join("; "),
         ];
         match style {
             Style::Text => out.push_str(&format!(
-                "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {}\n",
+                "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {:<28} {}\n",
                 cells[0],
                 cells[1],
                 cells[2],
@@ -173,7 +187,8 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
                 cells[6],
                 cells[7],
                 cells[8],
-                cells[9]
+                cells[9],
+                cells[10]
             )),
             Style::Markdown => out.push_str(&format!("| {} |\n", cells.join(" | "))),
         }

@@ -11,12 +11,14 @@ fn stat(probe: &str, metric: &str, params: &str, value: f64, runs: usize) -> Ser
         probe: probe.into(),
         metric: metric.into(),
         params: params.into(),
+        measured_params: params.into(),
         unit: spec.unit.into(),
         higher_is_better: spec.higher_is_better,
         category: spec.category().as_str().into(),
         value,
         runs,
         hosts: 1,
+        sample: runs,
         between_cv: None,
         within_cv: Some(spec.typical_cv),
         noise: spec.typical_cv.max(0.005),
@@ -117,8 +119,9 @@ fn scenario_three_target_inadequate_requires_upgrades_naming_both_hosts() {
     let (mut s, mut t) = scenario([0.40, 0.80, 0.30, 0.50]);
     // An NVMe source and a SATA-class target.
     for (side, iops) in [(&mut s, 300_000.0), (&mut t, 90_000.0)] {
-        side.iter_mut().find(|m| m.probe == "storage.rand4k" && m.metric == "read_iops").unwrap().value =
-            iops;
+        let m = side.iter_mut().find(|m| m.probe == "storage.rand4k" && m.metric == "read_iops").unwrap();
+        m.value = iops;
+        m.params = "block_size=4KiB,queue_depth=32".into();
     }
     let c = compare(&s, &t, &Weights::default(), 5);
     assert!(close(c.overall_score.unwrap(), 0.45), "{:?}", c.overall_score);
@@ -326,11 +329,126 @@ fn side_stats_take_the_median_of_the_last_runs_preferring_undisturbed_ones() {
     // Pooled: a's three and b's two runs, one series.
     let pooled = side_stats(measurements, &refs, 3, false).unwrap();
     assert_eq!(pooled.len(), 1);
-    assert_eq!((pooled[0].value, pooled[0].runs, pooled[0].hosts), (103.0, 5, 2));
-    // MAD around 103 of [50, 60, 103, 104, 105] is 2: robust to the minority host.
+    // The median of the two host medians (104 and 55), a sample of two hosts.
+    assert_eq!((pooled[0].value, pooled[0].runs, pooled[0].hosts, pooled[0].sample), (79.5, 5, 2, 2));
+    // Two hosts: their standard deviation over the median.
+    let sd = (104.0f64 - 55.0).abs() / 2f64.sqrt();
+    assert!((pooled[0].between_cv.unwrap() - sd / 79.5).abs() < 1e-9, "{:?}", pooled[0].between_cv);
+}
+
+#[test]
+fn a_strong_category_does_not_hide_a_weak_one() {
+    // Network five times faster lifts the mean above 1 while storage is critical.
+    let (s, t) = scenario([0.9, 0.9, 0.35, 5.0]);
+    let c = compare(&s, &t, &Weights::default(), 5);
+    assert!(c.overall_score.unwrap() >= 1.0, "{:?}", c.overall_score);
+    let a = advise(&c, &hosts(8, 64), &hosts(8, 64));
+    let texts: Vec<&str> = a.recommendations.iter().map(|l| l.text.as_str()).collect();
+    assert!(!texts.contains(&"Excellent candidate for failover"), "{texts:?}");
     assert!(
-        (pooled[0].between_cv.unwrap() - 1.4826 * 2.0 / 103.0).abs() < 1e-9,
-        "{:?}",
-        pooled[0].between_cv
+        texts
+            .iter()
+            .any(|t| t
+                .starts_with("Target exceeds source performance overall, but not everywhere: storage 35%")),
+        "{texts:?}"
     );
+    assert!(a.critical_warnings.iter().any(|w| w.contains("storage 35%")), "{:?}", a.critical_warnings);
+}
+
+#[test]
+fn a_category_is_the_geometric_mean_of_its_key_metrics() {
+    // Storage: read_bw twice as good, write_bw half as good: they cancel (an arithmetic mean
+    // would say 1.25); the other key metrics are not measured.
+    let s =
+        vec![stat("storage.seq", "read_bw", "", 1000.0, 5), stat("storage.seq", "write_bw", "", 1000.0, 5)];
+    let t =
+        vec![stat("storage.seq", "read_bw", "", 2000.0, 5), stat("storage.seq", "write_bw", "", 500.0, 5)];
+    let c = compare(&s, &t, &Weights::default(), 5);
+    let storage = c.category("storage").unwrap();
+    assert!(close(storage.ratio, 1.0), "{}", storage.ratio);
+    assert_eq!((storage.metrics.len(), storage.key_metrics_expected), (2, 6));
+}
+
+#[test]
+fn capability_parameters_are_compared_and_noted() {
+    let mut s = vec![stat("cpu.flops", "gflops_f64_mt", "threads=all", 800.0, 5)];
+    let mut t = vec![stat("cpu.flops", "gflops_f64_mt", "threads=all", 400.0, 5)];
+    s[0].measured_params = "isa=avx512,threads=all".into();
+    t[0].measured_params = "isa=avx2,threads=all".into();
+    let c = compare(&s, &t, &Weights::default(), 5);
+    let m = c.metric("cpu.flops", "gflops_f64_mt").unwrap();
+    assert!(close(m.ratio, 0.5));
+    assert!(
+        m.notes.contains(&"source ran with isa=avx512, target with isa=avx2".to_string()),
+        "{:?}",
+        m.notes
+    );
+    assert_eq!(
+        comparable_params("block=4KiB,direct=off,engine=threads,queue_depth=32"),
+        "block=4KiB,queue_depth=32"
+    );
+    assert_eq!(
+        capability_params("block=4KiB,direct=off,engine=threads,queue_depth=32"),
+        "direct=off,engine=threads"
+    );
+}
+
+#[test]
+fn pooled_sides_count_hosts_not_rows_and_streams_do_not_crowd_each_other_out() {
+    // Three hosts whose medians are 90, 100 and 130, five nightly runs each.
+    let mut rows: Vec<(String, String, i64, f64, &str)> = Vec::new();
+    for (h, level) in [("a", 90.0), ("b", 100.0), ("c", 130.0)] {
+        for night in 0..5 {
+            rows.push((h.to_string(), format!("{h}{night}"), night, level, "queue_depth=32"));
+        }
+    }
+    // Host b moved its test to another directory for its latest run: that variant is used.
+    rows.push(("b".into(), "b-moved".into(), 9, 200.0, "dir=/new,queue_depth=32"));
+    let n = rows.len();
+    let measurements = df!(
+        col::RUN_ID => rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+        col::HOST => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        col::PROBE => vec!["storage.rand4k"; n],
+        col::METRIC => vec!["read_iops"; n],
+        col::PARAMS => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        col::UNIT => vec!["IOPS"; n],
+        col::HIGHER_IS_BETTER => vec![true; n],
+        col::CATEGORY => vec!["storage"; n],
+        col::STARTED_AT => rows.iter().map(|r| r.2 * 86_400_000_000).collect::<Vec<_>>(),
+        col::VALUE => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        col::CV => vec![0.01; n],
+        col::DISTURBED => vec![false; n]
+    )
+    .unwrap()
+    .lazy();
+    let mut runs: Vec<RunInfo> = rows
+        .iter()
+        .map(|r| {
+            let mut info = crate::runs::tests::run_info(&r.0, "target");
+            info.run_id = r.1.clone();
+            info.started_at = r.2 * 86_400_000_000;
+            info.schedule = "nightly".into();
+            info
+        })
+        .collect();
+    // Host a's hourly network-only schedule ran 20 times since: it must not crowd out the
+    // nightly suite's storage runs (its runs have no storage rows).
+    for k in 0..20 {
+        let mut info = crate::runs::tests::run_info("a", "target");
+        info.run_id = format!("a-net{k}");
+        info.started_at = (10 + k) * 86_400_000_000;
+        info.schedule = "hourly-network".into();
+        runs.push(info);
+    }
+    let refs: Vec<&RunInfo> = runs.iter().collect();
+    let per_host = side_stats(measurements.clone(), &refs, 5, true).unwrap();
+    let a = per_host.iter().find(|s| s.host.as_deref() == Some("a")).unwrap();
+    assert_eq!((a.value, a.runs), (90.0, 5), "the hourly runs crowded out the nightly ones");
+    let b = per_host.iter().find(|s| s.host.as_deref() == Some("b")).unwrap();
+    assert_eq!((b.value, b.runs, b.measured_params.as_str()), (200.0, 1, "dir=/new,queue_depth=32"));
+    let pooled = side_stats(measurements, &refs, 5, false).unwrap();
+    assert_eq!(pooled.len(), 1);
+    // Hosts at 90, 130 and b at its new place, 200: the median 130, a sample of three hosts.
+    assert_eq!((pooled[0].value, pooled[0].hosts, pooled[0].sample, pooled[0].runs), (130.0, 3, 3, 11));
+    assert!(pooled[0].between_cv.unwrap() > 0.2, "{:?}", pooled[0].between_cv);
 }
