@@ -80,6 +80,9 @@ fn write_fixture(dir: &Path, hosts: &[Host]) {
             for spec in METRICS.iter().filter(|m| m.key) {
                 let Some(i) = scored.iter().position(|c| *c == spec.category()) else { continue };
                 let r = h.ratios[i];
+                if r == 0.0 {
+                    continue; // a category this host never measured
+                }
                 let value = if spec.higher_is_better { spec.reference * r } else { spec.reference / r };
                 // As the collector records them: each host measures against its own peer and
                 // in its own directory, and records the ISA and I/O engine it found. None of
@@ -106,6 +109,58 @@ fn write_fixture(dir: &Path, hosts: &[Host]) {
             rt.block_on(fathom_datasets::write::write_run(&dataset, &record, &rows, &[])).unwrap();
         }
     }
+}
+
+#[test]
+fn last_k_and_a_missing_category_change_what_is_compared_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ds");
+    scenario_three(&dir);
+    // A second target whose network probes never ran: scored on three categories.
+    write_fixture(
+        &dir,
+        &[Host {
+            name: "cloud-tgt-02",
+            role: "target",
+            cores: 8,
+            mem_gib: 64,
+            ratios: [1.0, 1.0, 1.0, 0.0],
+            extra: vec![],
+        }],
+    );
+    let out = json(&ok(&mut analyzer(
+        &dir,
+        &["compare", "--json", "--source", "role=source", "--target", "host=cloud-tgt-02"],
+    )));
+    let c = &out["comparison"];
+    assert_eq!(c["missing_categories"], serde_json::json!(["network"]));
+    assert_eq!(c["weights_renormalized"], true);
+    assert!(c["network_ratio"].is_null());
+    assert!((c["weights"]["storage"].as_f64().unwrap() - 0.4 / 0.9).abs() < 1e-9, "{}", c["weights"]);
+    let nc: Vec<&str> =
+        c["not_comparable"].as_array().unwrap().iter().map(|n| n["reason"].as_str().unwrap()).collect();
+    assert!(nc.contains(&"measured on the source only"), "{nc:?}");
+    let text =
+        ok(&mut analyzer(&dir, &["compare", "--source", "role=source", "--target", "host=cloud-tgt-02"]));
+    assert!(text.contains("weights renormalised over the categories measured: network missing"), "{text}");
+    // In the ranking the host missing a category comes after the fully measured one, though its
+    // score is higher.
+    let rank = json(&ok(&mut analyzer(
+        &dir,
+        &["rank", "--json", "--source", "role=source", "--targets", "role=target"],
+    )));
+    let order: Vec<&str> =
+        rank["targets"].as_array().unwrap().iter().map(|t| t["host"].as_str().unwrap()).collect();
+    assert_eq!(order, ["cloud-tgt-01", "cloud-tgt-02"]);
+    // --last 1 uses the newest run only, and the notes say the spread was not assessed.
+    let one = json(&ok(&mut analyzer(
+        &dir,
+        &["compare", "--json", "--last", "1", "--source", "role=source", "--target", "host=cloud-tgt-01"],
+    )));
+    assert_eq!(one["target"]["runs_used"], 1);
+    let m = &one["comparison"]["metrics"][0];
+    assert_eq!(m["target"]["runs"], 1);
+    assert!(m["notes"].to_string().contains("1 run (--last 1), run-to-run spread not assessed"), "{m}");
 }
 
 fn scenario_three(dir: &Path) {

@@ -528,8 +528,13 @@ fn interval(ratio: f64, se_log: f64) -> [f64; 2] {
 
 fn confidence_notes(side: &str, s: &SeriesStat, last: usize) -> Vec<String> {
     let mut notes = Vec::new();
-    if s.runs < 3.min(last) {
-        notes.push(format!("{side}: {} run{}", s.runs, if s.runs == 1 { "" } else { "s" }));
+    if s.runs < 3 && s.hosts == 1 {
+        let why = if last < 3 { format!(" (--last {last})") } else { String::new() };
+        notes.push(format!(
+            "{side}: {} run{}{why}, run-to-run spread not assessed",
+            s.runs,
+            if s.runs == 1 { "" } else { "s" }
+        ));
     }
     let typical = catalogue::metric(&s.probe, &s.metric).map(|m| m.typical_cv).unwrap_or(UNKNOWN_CV);
     if s.noise > (2.0 * typical).max(0.03) {
