@@ -15,5 +15,6 @@ pub mod params;
 pub mod probe;
 pub mod probes;
 pub mod runner;
+pub mod schedule;
 pub mod serve;
 pub mod suite;

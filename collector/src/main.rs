@@ -32,7 +32,27 @@ enum Role {
 }
 
 #[derive(Subcommand)]
+enum SchedulesCommand {
+    /// Validate schedule files and print the next fire times that fall inside their windows.
+    ///
+    /// Errors name the file, line and field. Example: fathom-collector schedules check schedules/
+    Check {
+        /// A schedule file, or a folder of *.toml files.
+        path: std::path::PathBuf,
+        /// Fire times to show per schedule.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Plan from this instant (RFC 3339) instead of now.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Schedule files: check them, see when they fire.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Run a suite (or chosen probes) and append the run to the dataset.
     ///
     /// Example: fathom-collector run --suite quick --label site=fra1 --param cpu.compress.corpus_size=8MiB
@@ -159,6 +179,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::Schedules(SchedulesCommand::Check { path, count, from }) => {
+            schedules_check(&path, count, from)
+        }
         Command::Calibrate(args) => calibrate(args),
         Command::Serve { listen, max_clients } => serve(listen, max_clients as usize),
     }
@@ -331,5 +354,96 @@ fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     } else {
         print!("{}", fathom_collector::calibrate::table(&outcomes));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The probe ids and suite names schedules may use.
+fn schedule_vocabulary() -> (Vec<&'static str>, Vec<&'static str>) {
+    let probes = probes::all().iter().map(|p| p.id()).collect();
+    let suites = Suite::value_variants().iter().map(|s| s.name()).collect();
+    (probes, suites)
+}
+
+fn schedules_check(
+    path: &std::path::Path,
+    count: usize,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<ExitCode> {
+    use fathom_collector::schedule::{self, Work, plan};
+    let (probe_ids, suites) = schedule_vocabulary();
+    let schedules = schedule::load(path, &probe_ids, &suites)?;
+    let from = from.unwrap_or_else(chrono::Utc::now);
+    let mut bad = false;
+    for s in &schedules {
+        // Parameters are checked as `run --param` checks them, against the probes it runs.
+        let (probes, suite) = match &s.work {
+            Work::Suite(name) => {
+                let suite = Suite::from_str(name, true).map_err(anyhow::Error::msg)?;
+                (suite.probes(), suite)
+            }
+            Work::Probes(ids) => (ids.iter().filter_map(|id| probes::find(id)).collect(), Suite::Standard),
+        };
+        let items: Vec<String> = s.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let checked = parse_overrides(&items).and_then(|o| check_all(&probes, suite.effort(), &o));
+        if let Err(e) = checked {
+            eprintln!("error: {}: schedule {:?} params: {e:#}", s.origin, s.name);
+            bad = true;
+            continue;
+        }
+        let work = match &s.work {
+            Work::Suite(name) => format!("suite {name}"),
+            Work::Probes(ids) => format!("probes {}", ids.join(",")),
+        };
+        println!("{} ({})", s.name, s.origin);
+        println!("  cron {}  in {}; window {}; {work}", s.cron_text, s.timezone, s.window.describe());
+        if let Some(max) = s.max_runtime {
+            println!("  at most {} s per run, and never past the window's end", max.as_secs());
+        }
+        if let Some(g) = &s.guard {
+            let mut limits = Vec::new();
+            if let Some(c) = g.cpu_busy_above {
+                limits.push(format!("CPU busy above {:.0}%", c * 100.0));
+            }
+            if let Some(l) = g.load_average_above {
+                limits.push(format!("load average above {l}"));
+            }
+            let action = match g.action {
+                schedule::GuardAction::Defer => "defer until quiet, at most to the window's end",
+                schedule::GuardAction::Skip => "skip the night, recorded",
+            };
+            println!("  guard: {} over {} s: {action}", limits.join(" or "), g.over.as_secs());
+        }
+        let fires = plan::fires(s, from, count);
+        if fires.is_empty() {
+            eprintln!(
+                "error: {}: schedule {:?}: no fire time of `{}` falls inside the window in the next {} days",
+                s.origin,
+                s.name,
+                s.cron_text,
+                plan::HORIZON_DAYS
+            );
+            bad = true;
+            continue;
+        }
+        for f in fires {
+            let local = f.at.with_timezone(&s.timezone);
+            let close = f.window_close.with_timezone(&s.timezone);
+            println!(
+                "  {}  ({}; window closes {}){}",
+                local.format("%a %Y-%m-%d %H:%M:%S %Z"),
+                f.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                close.format("%H:%M %Z"),
+                if s.jitter.is_zero() {
+                    String::new()
+                } else {
+                    format!(", plus up to {} s of jitter", s.jitter.as_secs())
+                }
+            );
+        }
+    }
+    if bad {
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{} schedule{} ok", schedules.len(), if schedules.len() == 1 { "" } else { "s" });
     Ok(ExitCode::SUCCESS)
 }

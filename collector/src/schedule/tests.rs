@@ -1,0 +1,268 @@
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::plan::{catch_up, fires};
+use super::*;
+
+const PROBES: &[&str] = &["cpu.flops", "storage.rand4k", "network.tcp"];
+const SUITES: &[&str] = &["quick", "standard", "deep"];
+
+fn one(text: &str) -> Result<Schedule, ScheduleError> {
+    parse("s.toml", text, PROBES, SUITES).map(|mut v| v.remove(0))
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+const NIGHTLY: &str = r#"
+[[schedule]]
+name = "nightly"
+cron = "0 30 1 * * *"
+timezone = "Europe/Berlin"
+suite = "standard"
+jitter = "10m"
+max_runtime = "45m"
+role = "target"
+dataset = "s3://bench/fathom"
+params = { "storage.rand4k.dir" = "/srv/data" }
+labels = { site = "fra1" }
+window = { days = ["mon", "tue", "wed", "thu", "friday"], start = "01:00", end = "05:00" }
+guard = { cpu_busy_above = 0.5, over = "2m", action = "skip" }
+"#;
+
+#[test]
+fn a_complete_schedule_parses_with_every_field() {
+    let s = one(NIGHTLY).unwrap();
+    assert_eq!(s.name, "nightly");
+    assert_eq!(s.origin, "s.toml:3");
+    assert_eq!(s.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(s.work, Work::Suite("standard".into()));
+    assert_eq!(s.jitter, Duration::from_secs(600));
+    assert_eq!(s.max_runtime, Some(Duration::from_secs(2700)));
+    assert_eq!(s.window.days, [true, true, true, true, true, false, false]);
+    assert_eq!(s.window.length(), Duration::from_secs(4 * 3600));
+    let g = s.guard.unwrap();
+    assert_eq!(
+        (g.cpu_busy_above, g.over, g.action),
+        (Some(0.5), Duration::from_secs(120), GuardAction::Skip)
+    );
+    assert_eq!(s.params["storage.rand4k.dir"], "/srv/data");
+    assert_eq!(s.labels["site"], "fra1");
+    assert_eq!(s.dataset.as_deref(), Some("s3://bench/fathom"));
+}
+
+/// Each bad file names the line and the field, and says what is wrong.
+#[test]
+fn errors_name_the_file_line_and_field() {
+    let bad = |from: &str, to: &str| one(&NIGHTLY.replace(from, to)).unwrap_err();
+    let e = bad(
+        r#"role = "target""#,
+        r#"role = "target"
+colour = "blue""#,
+    );
+    assert_eq!((e.file.as_str(), e.line), ("s.toml", 10), "{e}");
+    assert!(e.message.contains("unknown field `colour`"), "{e}");
+
+    let e = bad("0 30 1 * * *", "30 1 * * *");
+    assert_eq!((e.line, e.field.as_str()), (4, "schedule \"nightly\" cron"), "{e}");
+    assert!(e.message.contains("cron expression with seconds"), "{e}");
+    let e = bad("0 30 1 * * *", "0 61 1 * * *");
+    assert_eq!(e.line, 4, "{e}");
+
+    let e = bad("Europe/Berlin", "Europe/Frankfurt");
+    assert_eq!((e.line, e.field.as_str()), (5, "schedule \"nightly\" timezone"), "{e}");
+    assert!(e.message.contains("unknown time zone \"Europe/Frankfurt\""), "{e}");
+
+    let e = bad(r#"days = ["mon", "tue", "wed", "thu", "friday"]"#, "days = []");
+    assert_eq!((e.line, e.field.as_str()), (13, "schedule \"nightly\" window.days"), "{e}");
+    assert!(e.message.contains("empty window"), "{e}");
+    let e = bad(r#"end = "05:00""#, r#"end = "01:00""#);
+    assert_eq!(e.field, "schedule \"nightly\" window.end", "{e}");
+    assert!(e.message.contains("empty window"), "{e}");
+    let e = bad(r#""friday""#, r#""fryday""#);
+    assert!(e.message.contains("\"fryday\" is not a day"), "{e}");
+    let e = bad(r#"start = "01:00""#, r#"start = "1am""#);
+    assert_eq!(e.field, "schedule \"nightly\" window.start", "{e}");
+
+    let e = bad(
+        r#"suite = "standard""#,
+        r#"suite = "standard"
+probes = ["cpu.flops"]"#,
+    );
+    assert!(e.message.contains("either suite or probes"), "{e}");
+    let e = bad(r#"suite = "standard""#, r#"probes = ["cpu.flops", "gpu.tflops"]"#);
+    assert!(e.message.contains("unknown probe \"gpu.tflops\""), "{e}");
+    let e = bad(r#"suite = "standard""#, r#"suite = "huge""#);
+    assert!(e.message.contains("unknown suite \"huge\""), "{e}");
+    let e = bad(r#"suite = "standard""#, "");
+    assert!(e.message.contains("missing: give a suite"), "{e}");
+
+    let e = bad(r#"jitter = "10m""#, r#"jitter = "10 minutes""#);
+    assert_eq!((e.line, e.field.as_str()), (7, "schedule \"nightly\" jitter"), "{e}");
+    let e = bad(r#"jitter = "10m""#, r#"jitter = "5h""#);
+    assert!(e.message.contains("as long as the window"), "{e}");
+    let e = bad(r#"action = "skip""#, r#"action = "panic""#);
+    assert_eq!(e.field, "schedule \"nightly\" guard.action", "{e}");
+    let e = bad("cpu_busy_above = 0.5", "cpu_busy_above = 50");
+    assert!(e.message.contains("between 0 and 1"), "{e}");
+
+    let e = parse("empty.toml", "# nothing yet\n", PROBES, SUITES).unwrap_err();
+    assert!(e.message.contains("no [[schedule]] tables"), "{e}");
+    let e = parse("broken.toml", "[[schedule]\nname = 1\n", PROBES, SUITES).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("broken.toml", 1), "{e}");
+    // The rendering is one line: file:line:column: field: message.
+    let text = e.to_string();
+    assert!(text.starts_with("broken.toml:1:") && !text.contains('\n'), "{text}");
+}
+
+#[test]
+fn names_must_be_unique_across_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), NIGHTLY).unwrap();
+    std::fs::write(dir.path().join("b.toml"), NIGHTLY).unwrap();
+    let e = load(dir.path(), PROBES, SUITES).unwrap_err();
+    assert!(e.file.ends_with("b.toml") && e.line == 3, "{e}");
+    assert!(e.message.contains("already defined at") && e.message.contains("a.toml:3"), "{e}");
+    std::fs::remove_file(dir.path().join("b.toml")).unwrap();
+    assert_eq!(load(dir.path(), PROBES, SUITES).unwrap().len(), 1);
+}
+
+#[test]
+fn durations_read_like_people_write_them() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    assert!(parse_duration("10").unwrap_err().contains("needs a unit"));
+    assert!(parse_duration("10w").unwrap_err().contains("unknown unit"));
+    assert!(parse_duration("").is_err());
+}
+
+fn every(minutes: u32, tz: &str, days: &str, start: &str, end: &str) -> Schedule {
+    one(&format!(
+        "[[schedule]]\nname = \"t\"\ncron = \"0 */{minutes} * * * *\"\ntimezone = \"{tz}\"\nsuite = \"quick\"\n\
+         window = {{ days = [{days}], start = \"{start}\", end = \"{end}\" }}\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_window_across_midnight_belongs_to_the_day_it_opens() {
+    let s = every(30, "UTC", r#""fri""#, "22:00", "02:00");
+    let w = &s.window;
+    // 2026-12-04 is a Friday.
+    assert!(w.containing(utc("2026-12-04T23:00:00Z"), s.timezone).is_some());
+    assert!(w.containing(utc("2026-12-05T01:59:59Z"), s.timezone).is_some());
+    assert!(w.containing(utc("2026-12-05T02:00:00Z"), s.timezone).is_none());
+    assert!(w.containing(utc("2026-12-05T23:00:00Z"), s.timezone).is_none(), "Saturday is not a window day");
+    assert!(
+        w.containing(utc("2026-12-04T01:00:00Z"), s.timezone).is_none(),
+        "Thursday's night is not either"
+    );
+    let f = fires(&s, utc("2026-12-01T00:00:00Z"), 100);
+    assert_eq!(f.len(), 100);
+    assert_eq!(f[0].at, utc("2026-12-04T22:00:00Z"));
+    assert_eq!(f[7].at, utc("2026-12-05T01:30:00Z"));
+    assert_eq!(f[8].at, utc("2026-12-11T22:00:00Z"), "the next Friday");
+    assert!(f.iter().all(|x| x.at < x.window_close && w.containing(x.at, s.timezone).is_some()));
+    assert_eq!(w.describe(), "fri 22:00–02:00 (next day)");
+}
+
+#[test]
+fn the_spring_clock_change_shortens_a_window_it_crosses() {
+    // Berlin, 2026-03-29: clocks jump from 02:00 to 03:00. The window 01:30–02:30 then closes
+    // at the jump (01:00 UTC), after 30 minutes.
+    let s = every(10, "Europe/Berlin", r#""*""#, "01:30", "02:30");
+    let (open, close) = s.window.on("2026-03-29".parse().unwrap(), s.timezone).unwrap();
+    assert_eq!((open, close), (utc("2026-03-29T00:30:00Z"), utc("2026-03-29T01:00:00Z")));
+    let that_day: Vec<_> = fires(&s, utc("2026-03-28T23:00:00Z"), 20)
+        .into_iter()
+        .filter(|f| f.at < utc("2026-03-29T12:00:00Z"))
+        .collect();
+    assert_eq!(
+        that_day.iter().map(|f| f.at).collect::<Vec<_>>(),
+        vec![utc("2026-03-29T00:30:00Z"), utc("2026-03-29T00:40:00Z"), utc("2026-03-29T00:50:00Z")]
+    );
+    // The day before, a normal hour-long window (CET, UTC+1).
+    let (open, close) = s.window.on("2026-03-28".parse().unwrap(), s.timezone).unwrap();
+    assert_eq!((open, close), (utc("2026-03-28T00:30:00Z"), utc("2026-03-28T01:30:00Z")));
+}
+
+#[test]
+fn the_autumn_clock_change_never_runs_outside_the_wall_clock_window() {
+    // Berlin, 2026-10-25: 03:00 CEST becomes 02:00 CET, so 02:00–03:00 happens twice. A window
+    // opening at 02:00 opens at the second 02:00 (01:00 UTC) and closes at 03:00 CET.
+    let s = every(10, "Europe/Berlin", r#""*""#, "02:00", "03:00");
+    let (open, close) = s.window.on("2026-10-25".parse().unwrap(), s.timezone).unwrap();
+    assert_eq!((open, close), (utc("2026-10-25T01:00:00Z"), utc("2026-10-25T02:00:00Z")));
+    let that_day: Vec<_> = fires(&s, utc("2026-10-24T20:00:00Z"), 20)
+        .into_iter()
+        .filter(|f| f.at.date_naive() == "2026-10-25".parse().unwrap())
+        .collect();
+    assert_eq!(that_day.len(), 6, "{that_day:?}");
+    assert!(that_day.iter().all(|f| f.at >= open && f.at < close));
+}
+
+#[test]
+fn a_simulated_month_of_schedules_never_fires_outside_a_window_or_past_its_deadline() {
+    let schedules = [
+        every(15, "America/New_York", r#""mon","wed","fri""#, "23:00", "03:00"),
+        every(20, "Asia/Kolkata", r#""*""#, "02:30", "04:00"),
+        every(5, "Australia/Sydney", r#""sat","sun""#, "01:00", "06:00"),
+        every(30, "Europe/London", r#""*""#, "00:30", "01:30"),
+    ];
+    let start = utc("2026-10-01T00:00:00Z");
+    let end = utc("2026-11-05T00:00:00Z");
+    let mut checked = 0;
+    for s in &schedules {
+        for f in fires(s, start, 100_000).into_iter().take_while(|f| f.at < end) {
+            let (open, close) = s.window.containing(f.at, s.timezone).expect("inside a window");
+            assert!(open <= f.at && f.at < close && f.window_close == close);
+            // The local wall clock agrees: inside start..end of the local day.
+            let local = f.at.with_timezone(&s.timezone).time();
+            let w = s.window;
+            let inside = if w.crosses_midnight() {
+                local >= w.start || local < w.end
+            } else {
+                local >= w.start && local < w.end
+            };
+            assert!(inside, "{} local {local} outside {}", s.name, w.describe());
+            assert!(f.deadline(s, f.at) <= close);
+            checked += 1;
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+}
+
+#[test]
+fn fire_times_missed_while_down_run_once_if_their_window_is_still_open() {
+    let s = one(
+        "[[schedule]]\nname = \"hourly\"\ncron = \"0 0 * * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n",
+    )
+    .unwrap();
+    let down = utc("2026-12-07T00:00:00Z");
+    let c = catch_up(&s, down, utc("2026-12-07T03:20:00Z"));
+    assert_eq!(c.run_now.map(|f| f.at), Some(utc("2026-12-07T03:00:00Z")));
+    assert_eq!(
+        c.missed.iter().map(|f| f.at).collect::<Vec<_>>(),
+        vec![utc("2026-12-07T01:00:00Z"), utc("2026-12-07T02:00:00Z")]
+    );
+    // Back after the window closed: nothing to run, four misses to record.
+    let c = catch_up(&s, down, utc("2026-12-07T06:00:00Z"));
+    assert_eq!((c.run_now, c.missed.len()), (None, 4));
+    // Down for no fire time at all.
+    let c = catch_up(&s, utc("2026-12-07T05:00:00Z"), utc("2026-12-07T06:00:00Z"));
+    assert_eq!((c.run_now, c.missed.len()), (None, 0));
+    let _ = Utc.timestamp_opt(0, 0);
+}
+
+#[test]
+fn a_cron_that_never_meets_its_window_has_no_fire_times() {
+    // 12:00 daily against a night window.
+    let s = one(
+        "[[schedule]]\nname = \"noon\"\ncron = \"0 0 12 * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n",
+    )
+    .unwrap();
+    assert!(fires(&s, utc("2026-12-01T00:00:00Z"), 5).is_empty());
+}
