@@ -8,6 +8,7 @@
 //! membership, daylight-saving changes) lives in [`plan`] and [`window`] as plain functions of
 //! time, so tests can drive a simulated month in milliseconds.
 
+pub mod agenda;
 pub mod plan;
 pub mod window;
 

@@ -50,6 +50,16 @@ pub fn fires(s: &Schedule, after: DateTime<Utc>, count: usize) -> Vec<Fire> {
         .collect()
 }
 
+/// The fire times inside windows in `(after, until]`.
+pub fn fires_between(s: &Schedule, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Fire> {
+    cron_times(s, after)
+        .take_while(|t| *t <= until)
+        .filter_map(|at| {
+            s.window.containing(at, s.timezone).map(|(_, close)| Fire { at, window_close: close })
+        })
+        .collect()
+}
+
 /// What the daemon does, at start-up, about fire times between `last_seen` (when it last ran,
 /// exclusive) and `now` (inclusive).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -266,3 +266,163 @@ fn a_cron_that_never_meets_its_window_has_no_fire_times() {
     .unwrap();
     assert!(fires(&s, utc("2026-12-01T00:00:00Z"), 5).is_empty());
 }
+
+mod agenda_simulation {
+    use super::*;
+    use crate::schedule::agenda::{Agenda, Decision, Load, NotRun};
+    use crate::schedule::plan::{self, Fire};
+    use chrono::Duration as D;
+
+    fn sched(name: &str, cron: &str, tz: &str, days: &str, start: &str, end: &str, extra: &str) -> Schedule {
+        one(&format!(
+            "[[schedule]]\nname = \"{name}\"\ncron = \"{cron}\"\ntimezone = \"{tz}\"\nsuite = \"quick\"\n\
+             window = {{ days = [{days}], start = \"{start}\", end = \"{end}\" }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    /// A week (across Berlin's autumn clock change) of four schedules competing for one host,
+    /// run by a simulated executor whose probes take fixed times and stop at the deadline.
+    #[test]
+    fn a_simulated_week_has_no_probe_second_outside_a_window_and_no_overlap() {
+        let schedules = vec![
+            sched(
+                "nightly",
+                "0 0 1 * * *",
+                "UTC",
+                r#""*""#,
+                "01:00",
+                "05:00",
+                "jitter = \"20m\"\nmax_runtime = \"50m\"\n",
+            ),
+            sched("half-hourly", "0 */30 * * * *", "UTC", r#""*""#, "00:00", "06:00", ""),
+            sched(
+                "guarded",
+                "0 15 2 * * *",
+                "UTC",
+                r#""*""#,
+                "02:00",
+                "03:00",
+                "guard = { cpu_busy_above = 0.5, over = \"5m\", action = \"defer\" }\n",
+            ),
+            sched("berlin", "0 45 1 * * *", "Europe/Berlin", r#""sat","sun""#, "01:30", "03:30", ""),
+        ];
+        let start = utc("2026-10-21T00:00:00Z");
+        let end = utc("2026-10-28T00:00:00Z");
+        let mut agenda = Agenda::new(schedules.clone(), start);
+        // Production is busy 02:00–03:30 UTC on Thursdays and Fridays.
+        let load = |t: DateTime<Utc>| {
+            let busy = matches!(t.format("%a").to_string().as_str(), "Thu" | "Fri")
+                && t.format("%H%M").to_string().as_str() >= "0200"
+                && t.format("%H%M").to_string().as_str() < "0330";
+            Load { cpu_busy: if busy { 0.9 } else { 0.05 }, load_average: 0.2 }
+        };
+        let probe_len = D::minutes(7);
+        let probes_per_run = 6; // a 42-minute suite
+        let mut t = start;
+        let mut runs: Vec<(usize, DateTime<Utc>, DateTime<Utc>, Fire)> = Vec::new();
+        let mut records: Vec<(usize, NotRun, String)> = Vec::new();
+        // The run going: schedule, fire, start, and when the executor will end it.
+        let mut current: Option<(usize, Fire, DateTime<Utc>, DateTime<Utc>)> = None;
+        let mut probe_seconds_outside = 0i64;
+        let mut probe_seconds = 0i64;
+        while t < end {
+            // The daemon steps the agenda at every wake-up, also while a suite runs: a fire
+            // time then must queue or be recorded, never start a second suite.
+            for d in agenda.step(t, "host-a", load(t)) {
+                match d {
+                    Decision::Start { schedule, fire, deadline } => {
+                        assert!(current.is_none(), "two suites at once at {t}");
+                        assert!(deadline <= fire.window_close);
+                        // The executor: probes one after the other, each budget capped by
+                        // what is left before the deadline, stopping between probes.
+                        let mut at = t;
+                        for _ in 0..probes_per_run {
+                            if at >= deadline {
+                                break;
+                            }
+                            let len = probe_len.min(deadline - at);
+                            let (open, close) = schedules[schedule]
+                                .window
+                                .containing(fire.at, schedules[schedule].timezone)
+                                .unwrap();
+                            let inside = ((at + len).min(close) - at.max(open)).num_seconds().max(0);
+                            probe_seconds += len.num_seconds();
+                            probe_seconds_outside += len.num_seconds() - inside.min(len.num_seconds());
+                            at += len;
+                        }
+                        runs.push((schedule, t, at, fire));
+                        current = Some((schedule, fire, t, at));
+                    }
+                    Decision::Record { schedule, status, reason, .. } => {
+                        records.push((schedule, status, reason))
+                    }
+                }
+            }
+            let wake = agenda.next_wake(t).unwrap_or(end).min(end);
+            match current {
+                Some((.., ends)) if ends <= wake => {
+                    t = ends;
+                    agenda.finished(ends);
+                    current = None;
+                }
+                _ => t = wake,
+            }
+        }
+        assert_eq!(probe_seconds_outside, 0, "of {probe_seconds} probe-seconds");
+        assert!(probe_seconds > 7 * 3600, "{probe_seconds}");
+        // No two runs overlap.
+        let mut sorted = runs.clone();
+        sorted.sort_by_key(|r| r.1);
+        for w in sorted.windows(2) {
+            assert!(w[0].2 <= w[1].1, "{:?} overlaps {:?}", w[0], w[1]);
+        }
+        // Every run starts inside its window, at or after its fire time.
+        for (i, s, _, fire) in &runs {
+            assert!(*s >= fire.at && *s < fire.window_close, "{} {s}", schedules[*i].name);
+        }
+        let count = |name: &str| runs.iter().filter(|r| schedules[r.0].name == name).count();
+        assert_eq!(count("nightly"), 7, "{runs:?}");
+        assert_eq!(count("berlin"), 2, "Saturday and Sunday");
+        // The guarded schedule ran on the five quiet days and was deferred on the busy two.
+        let guarded = schedules.iter().position(|s| s.name == "guarded").unwrap();
+        assert_eq!(
+            count("guarded"),
+            5,
+            "{:?}",
+            records.iter().filter(|r| r.0 == guarded).collect::<Vec<_>>()
+        );
+        let deferred: Vec<_> = records.iter().filter(|r| r.1 == NotRun::Deferred).collect();
+        assert_eq!(deferred.len(), 2, "{records:?}");
+        assert!(deferred.iter().all(|r| schedules[r.0].name == "guarded" && r.2.contains("guard")));
+        // Half-hourly fires that met a running suite were recorded, never dropped in silence.
+        let half = schedules.iter().position(|s| s.name == "half-hourly").unwrap();
+        let fired = plan::fires_between(&schedules[half], start, end - D::seconds(1)).len();
+        let accounted = count("half-hourly") + records.iter().filter(|r| r.0 == half).count();
+        assert_eq!(accounted, fired, "every fire time either ran or was recorded");
+        assert!(records.iter().any(|r| r.0 == half && r.1 == NotRun::Skipped));
+    }
+
+    #[test]
+    fn the_skip_guard_records_the_night_with_the_reason() {
+        let s = sched(
+            "guarded",
+            "0 0 2 * * *",
+            "UTC",
+            r#""*""#,
+            "01:00",
+            "05:00",
+            "guard = { load_average_above = 2.0, action = \"skip\" }\n",
+        );
+        let mut agenda = Agenda::new(vec![s], utc("2026-12-01T00:00:00Z"));
+        let busy = Load { cpu_busy: 0.1, load_average: 7.5 };
+        let d = agenda.step(utc("2026-12-01T02:00:00Z"), "h", busy);
+        match d.as_slice() {
+            [Decision::Record { status: NotRun::Skipped, reason, .. }] => {
+                assert!(reason.contains("load average 7.50, above the guard's 2"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(agenda.running().is_none());
+    }
+}
