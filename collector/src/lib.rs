@@ -6,6 +6,7 @@
 
 pub mod affinity;
 pub mod calibrate;
+pub mod daemon;
 pub mod histogram;
 pub mod host;
 pub mod load;

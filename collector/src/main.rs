@@ -50,6 +50,22 @@ enum SchedulesCommand {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the schedules: each suite inside its maintenance window, one at a time, every fire
+    /// time that does not run recorded in `runs` with the reason (skipped, deferred, missed).
+    ///
+    /// SIGTERM or Ctrl-C stop it between probes (the run so far is recorded as partial); SIGHUP
+    /// reloads the schedule files. Example: fathom-collector daemon --schedules /etc/fathom/schedules
+    Daemon {
+        /// A schedule file, or a folder of *.toml files.
+        #[arg(long)]
+        schedules: std::path::PathBuf,
+        /// The host name recorded in the runs (default: this machine's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Where the daemon remembers how far it planned (default: $XDG_STATE_HOME/fathom/daemon-state).
+        #[arg(long)]
+        state_file: Option<std::path::PathBuf>,
+    },
     /// Schedule files: check them, see when they fire.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
@@ -182,6 +198,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Schedules(SchedulesCommand::Check { path, count, from }) => {
             schedules_check(&path, count, from)
         }
+        Command::Daemon { schedules, host: name, state_file } => daemon(schedules, name, state_file),
         Command::Calibrate(args) => calibrate(args),
         Command::Serve { listen, max_clients } => serve(listen, max_clients as usize),
     }
@@ -445,5 +462,42 @@ fn schedules_check(
         return Ok(ExitCode::FAILURE);
     }
     println!("{} schedule{} ok", schedules.len(), if schedules.len() == 1 { "" } else { "s" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon(
+    schedules: std::path::PathBuf,
+    name: Option<String>,
+    state_file: Option<std::path::PathBuf>,
+) -> Result<ExitCode> {
+    use fathom_collector::daemon::{self, DaemonOptions};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let opts = DaemonOptions {
+        schedules,
+        host: name.unwrap_or_else(host::hostname),
+        state_file: state_file.unwrap_or_else(daemon::default_state_file),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let stop = CancelToken::default();
+    let reload = Arc::new(AtomicBool::new(false));
+    let (on_stop, on_reload) = (stop.clone(), reload.clone());
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => on_reload.store(true, Ordering::SeqCst),
+            }
+        }
+        eprintln!("daemon: stopping after the current repetition; a run going is recorded as partial");
+        on_stop.cancel();
+    });
+    daemon::run(&opts, &stop, &reload, &runtime)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -81,9 +81,19 @@ pub fn run_probes(
         skipped: Vec::new(),
     };
     let mut cancelled = false;
+    // The run's cap (a maintenance window's end) stops it between probes.
+    let mut stopped: Option<String> = None;
     for (index, probe) in probes.iter().enumerate() {
         if cancel.is_cancelled() {
             cancelled = true;
+            break;
+        }
+        if spec.deadline.is_some_and(|cap| Instant::now() >= cap) {
+            stopped = Some(format!(
+                "stopped at the run's deadline (its window's end or max_runtime) before {} ({index} of {} probes ran)",
+                probe.id(),
+                probes.len()
+            ));
             break;
         }
         reporter.probe_started(index, probes.len(), probe.id());
@@ -128,17 +138,23 @@ pub fn run_probes(
         }
     }
     result.run.finished_at = Utc::now();
-    let (status, reason) = status_of(&result, cancelled, probes.len());
+    let (status, reason) = status_of(&result, cancelled, stopped.as_deref(), probes.len());
     result.run.status = status;
     result.run.status_reason = reason;
     Ok(result)
 }
 
-fn status_of(result: &RunResult, cancelled: bool, planned: usize) -> (RunStatus, Option<String>) {
+fn status_of(
+    result: &RunResult,
+    cancelled: bool,
+    stopped: Option<&str>,
+    planned: usize,
+) -> (RunStatus, Option<String>) {
     let mut reasons: Vec<String> = result.failures.iter().map(|(p, e)| format!("probe {p}: {e}")).collect();
     if cancelled {
         reasons.push("interrupted".to_string());
     }
+    reasons.extend(stopped.map(str::to_string));
     let status_reasons = reasons.len();
     reasons.extend(result.skipped.iter().map(|(p, why)| format!("probe {p} skipped: {why}")));
     let reason = (!reasons.is_empty()).then(|| reasons.join("; "));

@@ -3,7 +3,7 @@
 //! `tokio-cron-scheduler` only wakes the daemon; every decision is made here, so tests drive
 //! weeks of schedules, time zones and clock changes with an injected clock.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 use super::Schedule;
 
@@ -32,6 +32,8 @@ impl Fire {
 
 /// The cron's fire times after `after` (exclusive), in the schedule's time zone.
 fn cron_times(s: &Schedule, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+    // Whole seconds: croner keeps the sub-second part of the instant it starts from.
+    let after = after.with_nanosecond(0).unwrap_or(after);
     let horizon = after + chrono::Duration::days(HORIZON_DAYS);
     s.cron
         .iter_after(after.with_timezone(&s.timezone))

@@ -1,0 +1,111 @@
+//! `fathom-collector daemon` as an operator leaves it running: it runs schedules whose window
+//! is open, never those whose window is closed, never two suites at once (a fire time that
+//! meets a running suite is recorded as skipped), stops a run at its deadline between probes,
+//! and stops cleanly on SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fathom_e2e::{bin, json, ok};
+
+/// `HH:MM` in UTC, `minutes` from now.
+fn hhmm(minutes: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(minutes)).format("%H:%M").to_string()
+}
+
+fn schedule(name: &str, cron: &str, window: (i64, i64), probes: &str, extra: &str, dataset: &Path) -> String {
+    format!(
+        "[[schedule]]\nname = \"{name}\"\ncron = \"{cron}\"\ntimezone = \"UTC\"\nprobes = [{probes}]\n\
+         window = {{ days = [\"*\"], start = \"{}\", end = \"{}\" }}\ndataset = \"{}\"\n{extra}\n",
+        hhmm(window.0),
+        hhmm(window.1),
+        dataset.display()
+    )
+}
+
+fn start(dir: &Path, text: &str) -> Child {
+    let file = dir.join("schedules.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut cmd: Command = bin("fathom-collector");
+    cmd.args(["daemon", "--host", "daemon-host", "--schedules"])
+        .arg(&file)
+        .arg("--state-file")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("spawning the daemon")
+}
+
+fn stop(child: Child) -> String {
+    // SIGTERM, as systemd stops it.
+    unsafe_kill(child.id());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "daemon exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn unsafe_kill(pid: u32) {
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+}
+
+#[test]
+fn open_windows_run_closed_ones_do_not_and_suites_never_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let budget = r#"params = { "cpu.flops.budget" = "300ms" }"#;
+    // A slow suite (about 2.5 s) fired every 2 s: its next fire times meet it running.
+    let slow = r#"params = { "cpu.flops.budget" = "1s", "cpu.aes_gcm.budget" = "1s" }"#;
+    let text = [
+        schedule("open", "*/3 * * * * *", (-60, 60), r#""cpu.flops""#, budget, &ds),
+        schedule("closed", "* * * * * *", (120, 180), r#""cpu.flops""#, budget, &ds),
+        schedule("slow", "*/2 * * * * *", (-60, 60), r#""cpu.flops", "cpu.aes_gcm""#, slow, &ds),
+    ]
+    .join("\n");
+    let child = start(tmp.path(), &text);
+    std::thread::sleep(Duration::from_secs(12));
+    let out = stop(child);
+    assert!(out.contains("daemon: stopped"), "{out}");
+    assert!(!out.contains("closed at"), "the closed window ran:\n{out}");
+    let started = out.lines().filter(|l| l.contains(": starting")).count();
+    let ok_runs = out.lines().filter(|l| l.contains(": run ") && l.ends_with(" ok")).count();
+    assert!(out.contains("open at") && out.contains("slow at"), "{out}");
+    assert!(started >= 3 && ok_runs + 1 >= started, "{out}");
+    // Fire times that met a running suite are recorded, not run alongside it.
+    assert!(out.contains(": skipped (the previous run of schedule"), "{out}");
+    // Every line that starts a run follows the end of the one before: one suite at a time.
+    let mut running = false;
+    for l in out.lines() {
+        if l.contains(": starting") {
+            assert!(!running, "a suite started while another ran:\n{out}");
+            running = true;
+        } else if l.contains(": run ") {
+            running = false;
+        }
+    }
+    let validated = ok(bin("fathom-datasets").arg("validate").arg(&ds));
+    assert!(validated.contains(" 0 bad"), "{validated}");
+    let summary = json(&ok(bin("fathom-analyzer").args(["summary", "--json", "--dataset"]).arg(&ds)));
+    assert!(summary["series"].as_array().unwrap().iter().all(|s| s["host"] == "daemon-host"));
+    assert!(!summary["series"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_run_past_its_deadline_stops_between_probes_as_partial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    let text = schedule(
+        "capped",
+        "*/5 * * * * *",
+        (-60, 60),
+        r#""cpu.flops", "cpu.aes_gcm", "cpu.compress""#,
+        "max_runtime = \"1s\"\nparams = { \"cpu.flops.budget\" = \"1500ms\", \"cpu.aes_gcm.budget\" = \"300ms\" }",
+        &ds,
+    );
+    let child = start(tmp.path(), &text);
+    std::thread::sleep(Duration::from_secs(8));
+    let out = stop(child);
+    let run = out.lines().find(|l| l.contains("capped: run ")).unwrap_or_else(|| panic!("no run:\n{out}"));
+    assert!(run.contains(" partial (stopped at the run's deadline"), "{run}");
+    assert!(run.contains("before cpu.aes_gcm (1 of 3 probes ran)"), "{run}");
+}
