@@ -45,6 +45,10 @@ struct Pending {
     deferred: bool,
 }
 
+/// The most `missed` records one step writes per schedule (a host off for a month under a
+/// per-minute cron would otherwise write forty thousand).
+pub const MAX_MISSED_RECORDS: usize = 1000;
+
 /// The agenda of one host.
 pub struct Agenda {
     pub schedules: Vec<Schedule>,
@@ -112,8 +116,28 @@ impl Agenda {
         // New fire times up to now join the queue; a schedule with a fire still queued does
         // not queue a second one.
         for (i, s) in self.schedules.iter().enumerate() {
-            let due = plan::fires_between(s, self.seen[i], now);
+            let mut due = plan::fires_between(s, self.seen[i], now);
             self.seen[i] = self.seen[i].max(now);
+            // Fire times whose window closed before this step were passed while nobody looked
+            // (the daemon was down, or the host asleep): missed, one record each, bounded.
+            let closed = due.iter().take_while(|f| f.window_close <= now).count();
+            let missed: Vec<Fire> = due.drain(..closed).collect();
+            if missed.len() > MAX_MISSED_RECORDS {
+                tracing::warn!(
+                    "schedule {:?}: {} fire times passed while the daemon was not running; recording the last {MAX_MISSED_RECORDS}",
+                    s.name,
+                    missed.len()
+                );
+            }
+            let skip = missed.len().saturating_sub(MAX_MISSED_RECORDS);
+            for fire in missed.into_iter().skip(skip) {
+                out.push(Decision::Record {
+                    schedule: i,
+                    fire,
+                    status: NotRun::Missed,
+                    reason: "the daemon was not running while its window was open".into(),
+                });
+            }
             for fire in due {
                 if self.queue.iter().any(|p| p.schedule == i) || self.running.is_some_and(|(r, _)| r == i) {
                     out.push(Decision::Record {

@@ -426,3 +426,30 @@ mod agenda_simulation {
         assert!(agenda.running().is_none());
     }
 }
+
+#[test]
+fn an_agenda_started_after_downtime_records_the_closed_windows_and_runs_the_open_one_once() {
+    use crate::schedule::agenda::{Agenda, Decision, Load, NotRun};
+    let s = one(
+        "[[schedule]]\nname = \"hourly\"\ncron = \"0 0 * * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n",
+    )
+    .unwrap();
+    // Last looked on the 4th at 06:00; back on the 7th at 03:20: three nights of four fires
+    // missed, and tonight's 01:00, 02:00, 03:00 in a window still open.
+    let mut agenda = Agenda::new(vec![s], utc("2026-12-04T06:00:00Z"));
+    let quiet = Load { cpu_busy: 0.0, load_average: 0.0 };
+    let d = agenda.step(utc("2026-12-07T03:20:00Z"), "h", quiet);
+    let missed = d.iter().filter(|x| matches!(x, Decision::Record { status: NotRun::Missed, reason, .. } if reason.contains("not running"))).count();
+    assert_eq!(missed, 8, "{d:?}");
+    let started: Vec<_> = d
+        .iter()
+        .filter_map(|x| match x {
+            Decision::Start { fire, .. } => Some(fire.at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec![utc("2026-12-07T01:00:00Z")], "one run, now, for the open window");
+    let skipped = d.iter().filter(|x| matches!(x, Decision::Record { status: NotRun::Skipped, .. })).count();
+    assert_eq!(skipped, 2, "02:00 and 03:00 of tonight, behind the one that runs");
+}
