@@ -55,7 +55,8 @@ fn open_windows_run_closed_ones_do_not_and_suites_never_overlap() {
     let ds = tmp.path().join("ds");
     let budget = r#"params = { "cpu.flops.budget" = "300ms" }"#;
     // A slow suite (about 2.5 s) fired every 2 s: its next fire times meet it running.
-    let slow = r#"params = { "cpu.flops.budget" = "1s", "cpu.aes_gcm.budget" = "1s" }"#;
+    // A noise target no run meets keeps each probe going for its whole budget.
+    let slow = r#"params = { "cpu.flops.budget" = "1s", "cpu.flops.target_cv" = "0.000001", "cpu.aes_gcm.budget" = "1s", "cpu.aes_gcm.target_cv" = "0.000001" }"#;
     let text = [
         schedule("open", "*/3 * * * * *", (-60, 60), r#""cpu.flops""#, budget, &ds),
         schedule("closed", "* * * * * *", (120, 180), r#""cpu.flops""#, budget, &ds),
@@ -99,7 +100,8 @@ fn a_run_past_its_deadline_stops_between_probes_as_partial() {
         "*/5 * * * * *",
         (-60, 60),
         r#""cpu.flops", "cpu.aes_gcm", "cpu.compress""#,
-        "max_runtime = \"1s\"\nparams = { \"cpu.flops.budget\" = \"1500ms\", \"cpu.aes_gcm.budget\" = \"300ms\" }",
+        // A noise target no run meets: cpu.flops runs until the deadline cuts it off.
+        "max_runtime = \"1s\"\nparams = { \"cpu.flops.budget\" = \"5s\", \"cpu.flops.target_cv\" = \"0.000001\", \"cpu.aes_gcm.budget\" = \"300ms\" }",
         &ds,
     );
     let child = start(tmp.path(), &text);

@@ -131,12 +131,19 @@ impl Agenda {
             }
             let skip = missed.len().saturating_sub(MAX_MISSED_RECORDS);
             for fire in missed.into_iter().skip(skip) {
-                out.push(Decision::Record {
-                    schedule: i,
-                    fire,
-                    status: NotRun::Missed,
-                    reason: "the daemon was not running while its window was open".into(),
-                });
+                // A daemon busy with a suite does not step: a fire time during that run was
+                // skipped because of it, not missed.
+                let busy = self.last_run.filter(|(_, from, to)| *from <= fire.at && fire.at <= *to);
+                let (status, reason) = match busy {
+                    Some((r, ..)) => (
+                        NotRun::Skipped,
+                        format!("schedule {:?} was running until its window closed", self.schedules[r].name),
+                    ),
+                    None => {
+                        (NotRun::Missed, "the daemon was not running while its window was open".to_string())
+                    }
+                };
+                out.push(Decision::Record { schedule: i, fire, status, reason });
             }
             for fire in due {
                 if self.queue.iter().any(|p| p.schedule == i) || self.running.is_some_and(|(r, _)| r == i) {

@@ -453,3 +453,30 @@ fn an_agenda_started_after_downtime_records_the_closed_windows_and_runs_the_open
     let skipped = d.iter().filter(|x| matches!(x, Decision::Record { status: NotRun::Skipped, .. })).count();
     assert_eq!(skipped, 2, "02:00 and 03:00 of tonight, behind the one that runs");
 }
+
+#[test]
+fn fire_times_during_a_blocking_run_are_skipped_because_of_it() {
+    use crate::schedule::agenda::{Agenda, Decision, Load, NotRun};
+    let long =
+        one("[[schedule]]\nname = \"long\"\ncron = \"0 0 1 * * *\"\ntimezone = \"UTC\"\nsuite = \"deep\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n")
+        .unwrap();
+    let short = one(
+        "[[schedule]]\nname = \"short\"\ncron = \"0 30 1 * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"02:00\" }\n",
+    )
+    .unwrap();
+    let quiet = Load { cpu_busy: 0.0, load_average: 0.0 };
+    let mut agenda = Agenda::new(vec![long, short], utc("2026-12-07T00:00:00Z"));
+    let d = agenda.step(utc("2026-12-07T01:00:00Z"), "h", quiet);
+    assert!(matches!(d.as_slice(), [Decision::Start { schedule: 0, .. }]), "{d:?}");
+    // The daemon runs the long suite without stepping; it ends at 03:00, after short's window.
+    agenda.finished(utc("2026-12-07T03:00:00Z"));
+    let d = agenda.step(utc("2026-12-07T03:00:00Z"), "h", quiet);
+    match d.as_slice() {
+        [Decision::Record { schedule: 1, status: NotRun::Skipped, reason, .. }] => {
+            assert!(reason.contains("\"long\" was running"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
