@@ -296,8 +296,12 @@ pub fn side_stats(
                 .with_order_descending_multi([false, false, false, false, true, true]),
         )
         // The parameters of the host's latest run of the series.
-        .with_columns([col(col::PARAMS).first().over(host_keys.clone())?.alias("latest_params")])
-        .filter(col(col::PARAMS).eq(col("latest_params")))
+        .with_columns([
+            col(col::PARAMS).first().over(host_keys.clone())?.alias("latest_params"),
+            col(col::UNIT).first().over(host_keys.clone())?.alias("latest_unit"),
+        ])
+        // ... and in the unit of that run (a collector upgrade may change a metric's unit).
+        .filter(col(col::PARAMS).eq(col("latest_params")).and(col(col::UNIT).eq(col("latest_unit"))))
         // Undisturbed runs where the host has any for the series; its disturbed ones otherwise.
         .with_columns([col(col::DISTURBED)
             .cast(DataType::Int32)
@@ -560,6 +564,19 @@ pub fn compare(source: &[SeriesStat], target: &[SeriesStat], weights: &Weights, 
             unmatched.entry((key.0.clone(), key.1.clone())).or_default().0.push(key.2.clone());
             continue;
         };
+        if s.unit != t.unit {
+            not_comparable.push(NotComparable {
+                probe: s.probe.clone(),
+                metric: s.metric.clone(),
+                reason: format!(
+                    "recorded in different units: {} on the source, {} on the target",
+                    s.unit, t.unit
+                ),
+                source_params: vec![s.params.clone()],
+                target_params: vec![t.params.clone()],
+            });
+            continue;
+        }
         let spec = catalogue::metric(&s.probe, &s.metric);
         let raw = if s.higher_is_better { t.value / s.value } else { s.value / t.value };
         if !(raw.is_finite() && raw > 0.0) {

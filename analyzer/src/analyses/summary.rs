@@ -11,7 +11,9 @@ use serde::Serialize;
 /// How many earlier runs make the baseline.
 pub const BASELINE_RUNS: u32 = 7;
 
-const KEYS: [&str; 4] = [col::HOST, col::PROBE, col::METRIC, col::PARAMS];
+/// A series, and its unit: a collector that changed a metric's unit (storage latencies went
+/// from µs to ns) starts a new series rather than comparing across the change.
+const KEYS: [&str; 5] = [col::HOST, col::PROBE, col::METRIC, col::PARAMS, col::UNIT];
 
 /// One series' line of the summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,7 +44,7 @@ impl SummaryRow {
 
 /// The series keys and what describes a series (its unit and direction).
 fn series_columns() -> impl Iterator<Item = Expr> {
-    KEYS.iter().map(|k| col(*k)).chain([col(col::UNIT), col(col::HIGHER_IS_BETTER)])
+    KEYS.iter().map(|k| col(*k)).chain([col(col::HIGHER_IS_BETTER)])
 }
 
 /// The summary as a lazy query over committed measurements.
@@ -187,6 +189,21 @@ mod tests {
         assert!(a.latest_at.starts_with("1970-01-10T"), "{}", a.latest_at);
         let b = &out[1];
         assert_eq!((b.latest, b.baseline_runs, b.baseline_median, b.change), (50.0, 0, None, None));
+    }
+
+    #[test]
+    fn a_unit_change_starts_a_new_series() {
+        // Nights 0–2 in µs, 3–4 in ns: two series, neither compared across the change.
+        let rows: Vec<(&str, &str, i64, f64)> =
+            (0..5).map(|d| ("a", "encrypt_1t", d, if d < 3 { 300.0 } else { 300_000.0 })).collect();
+        let lf = frame(&rows).with_columns([when(col(col::VALUE).gt(lit(1000.0)))
+            .then(lit("ns"))
+            .otherwise(lit("us"))
+            .alias(col::UNIT)]);
+        let out = summarize(lf).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        let ns = out.iter().find(|r| r.unit == "ns").unwrap();
+        assert_eq!((ns.latest, ns.baseline_runs, ns.change), (300_000.0, 1, Some(0.0)));
     }
 
     #[test]

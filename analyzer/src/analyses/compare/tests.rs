@@ -452,3 +452,15 @@ fn pooled_sides_count_hosts_not_rows_and_streams_do_not_crowd_each_other_out() {
     assert_eq!((pooled[0].value, pooled[0].hosts, pooled[0].sample, pooled[0].runs), (130.0, 3, 3, 11));
     assert!(pooled[0].between_cv.unwrap() > 0.2, "{:?}", pooled[0].between_cv);
 }
+
+#[test]
+fn different_units_are_not_compared() {
+    let s = vec![stat("storage.rand4k", "read_lat_p99", "", 300.0, 5)];
+    let mut t = vec![stat("storage.rand4k", "read_lat_p99", "", 300_000.0, 5)];
+    t[0].unit = "ns".into();
+    let mut s = s;
+    s[0].unit = "us".into();
+    let c = compare(&s, &t, &Weights::default(), 5);
+    assert!(c.metrics.is_empty());
+    assert_eq!(c.not_comparable[0].reason, "recorded in different units: us on the source, ns on the target");
+}
