@@ -47,10 +47,34 @@ fn heading(out: &mut String, style: Style, title: &str) {
     }
 }
 
-fn bullet(out: &mut String, style: Style, text: &str) {
+/// A list item: the same `- ` in text and Markdown.
+fn bullet(out: &mut String, text: &str) {
+    out.push_str(&format!("- {text}\n"));
+}
+
+/// Text column widths, positive left-aligned, negative right-aligned; the last column of a
+/// row is never padded.
+const METRIC_COLUMNS: &[isize] = &[9, 17, 17, -11, -11, 8, -7, -12, 10, 28];
+const RANK_COLUMNS: &[isize] = &[4, 24, -6, 10, -12, -6, -6, -7, -7, -4];
+
+/// One row of a table: padded columns for text (`last_sep` before the last cell), a
+/// Markdown row otherwise.
+fn table_row<S: AsRef<str>>(out: &mut String, style: Style, widths: &[isize], last_sep: &str, cells: &[S]) {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
     match style {
-        Style::Text => out.push_str(&format!("- {text}\n")),
-        Style::Markdown => out.push_str(&format!("- {text}\n")),
+        Style::Markdown => out.push_str(&format!("| {} |\n", cells.join(" | "))),
+        Style::Text => {
+            let (last, padded) = cells.split_last().expect("a table row has cells");
+            let padded: Vec<String> = padded
+                .iter()
+                .zip(widths)
+                .map(|(cell, &w)| {
+                    let width = w.unsigned_abs();
+                    if w < 0 { format!("{cell:>width$}") } else { format!("{cell:<width$}") }
+                })
+                .collect();
+            out.push_str(&format!("{}{last_sep}{last}\n", padded.join(" ")));
+        }
     }
 }
 
@@ -118,7 +142,7 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
     ] {
         if !lines.is_empty() {
             heading(&mut out, style, title);
-            lines.iter().for_each(|l| bullet(&mut out, style, l));
+            lines.iter().for_each(|l| bullet(&mut out, l));
         }
     }
     heading(
@@ -139,25 +163,9 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
         "params",
         "notes",
     ];
-    match style {
-        Style::Text => out.push_str(&format!(
-            "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {:<28} {}\n",
-            cols[0],
-            cols[1],
-            cols[2],
-            cols[3],
-            cols[4],
-            cols[5],
-            cols[6],
-            cols[7],
-            cols[8],
-            cols[9],
-            cols[10]
-        )),
-        Style::Markdown => {
-            out.push_str(&format!("| {} |\n", cols.join(" | ")));
-            out.push_str(&format!("|{}\n", "---|".repeat(cols.len())));
-        }
+    table_row(&mut out, style, METRIC_COLUMNS, " ", &cols);
+    if style == Style::Markdown {
+        out.push_str(&format!("|{}\n", "---|".repeat(cols.len())));
     }
     for m in &c.metrics {
         let metric = if m.key { format!("{}*", m.metric) } else { m.metric.clone() };
@@ -175,23 +183,7 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
             m.params.clone(),
             m.notes.join("; "),
         ];
-        match style {
-            Style::Text => out.push_str(&format!(
-                "{:<9} {:<17} {:<17} {:>11} {:>11} {:<8} {:>7} {:>12} {:<10} {:<28} {}\n",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                cells[5],
-                cells[6],
-                cells[7],
-                cells[8],
-                cells[9],
-                cells[10]
-            )),
-            Style::Markdown => out.push_str(&format!("| {} |\n", cells.join(" | "))),
-        }
+        table_row(&mut out, style, METRIC_COLUMNS, " ", &cells);
     }
     if !c.not_comparable.is_empty() {
         heading(&mut out, style, "Not comparable");
@@ -199,7 +191,6 @@ pub fn compare(r: &CompareReport, style: Style) -> String {
             let params = |p: &[String]| if p.is_empty() { "-".to_string() } else { p.join(" | ") };
             bullet(
                 &mut out,
-                style,
                 &format!(
                     "{} {}: {} (source: {}; target: {})",
                     n.probe,
@@ -235,25 +226,10 @@ pub fn rank(source: &Side, targets: &[Ranked], style: Style) -> String {
         "runs",
         "missing",
     ];
-    match style {
-        Style::Text => out.push_str(&format!(
-            "{:<4} {:<24} {:>6} {:<10} {:>12} {:>6} {:>6} {:>7} {:>7} {:>4}  {}\n",
-            cols[0],
-            cols[1],
-            cols[2],
-            cols[3],
-            cols[4],
-            cols[5],
-            cols[6],
-            cols[7],
-            cols[8],
-            cols[9],
-            cols[10]
-        )),
-        Style::Markdown => {
-            out.push_str(&format!("| {} |\n", cols.join(" | ")));
-            out.push_str(&format!("|{}\n", "---|".repeat(cols.len())));
-        }
+    // Two spaces before the free-form last column.
+    table_row(&mut out, style, RANK_COLUMNS, "  ", &cols);
+    if style == Style::Markdown {
+        out.push_str(&format!("|{}\n", "---|".repeat(cols.len())));
     }
     for t in targets {
         let c = &t.report.comparison;
@@ -271,23 +247,7 @@ pub fn rank(source: &Side, targets: &[Ranked], style: Style) -> String {
             t.report.target.runs_used().to_string(),
             c.missing_categories.join(","),
         ];
-        match style {
-            Style::Text => out.push_str(&format!(
-                "{:<4} {:<24} {:>6} {:<10} {:>12} {:>6} {:>6} {:>7} {:>7} {:>4}  {}\n",
-                cells[0],
-                cells[1],
-                cells[2],
-                cells[3],
-                cells[4],
-                cells[5],
-                cells[6],
-                cells[7],
-                cells[8],
-                cells[9],
-                cells[10]
-            )),
-            Style::Markdown => out.push_str(&format!("| {} |\n", cells.join(" | "))),
-        }
+        table_row(&mut out, style, RANK_COLUMNS, "  ", &cells);
     }
     out
 }
