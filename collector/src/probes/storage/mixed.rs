@@ -3,10 +3,8 @@
 //! `fio --rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --direct=1 --norandommap` reports them.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::engine::{Pattern, Workload};
-use super::file::TestFile;
 use super::rand4k::BLOCK;
 use super::{DIRECT_PARAM, common_params, measure, record_direction, settings};
 use crate::load::LoadMeter;
@@ -35,14 +33,8 @@ impl Probe for Mixed {
     }
 
     fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
-        let s = settings(&ctx.params)?;
-        let start = Instant::now();
-        let (engine, engine_note) = s.engine();
-        out.notes.extend(engine_note);
-        let file = TestFile::create(&s.dir, "mixed", s.size, s.min_free, s.direct)?;
-        out.notes.extend(file.notes.iter().cloned());
-        file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 1, start);
+        let super::Prepared { started: start, settings: s, engine, file, timing } =
+            super::prepare(ctx, out, "mixed", 1)?;
         let params = s.params_text(BLOCK, &file, engine, &[("read_percent", READ_PERCENT.to_string())]);
         let workload = Workload {
             block: BLOCK,

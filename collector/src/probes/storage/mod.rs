@@ -256,6 +256,36 @@ pub fn repetitions(
     reps
 }
 
+/// What the queue-depth probes (`seq`, `rand4k`, `mixed`) do before their workloads: the
+/// settings, the engine (its fallback noted), the test file written whole (so writes overwrite
+/// written blocks, as on a disk in use, and reads read real ones) and the timeline of
+/// `workloads` runs in what is left of the budget after the fill.
+pub struct Prepared {
+    /// When the probe began (sample offsets count from it).
+    pub started: Instant,
+    pub settings: Settings,
+    pub engine: Engine,
+    pub file: TestFile,
+    pub timing: Timing,
+}
+
+pub fn prepare(
+    ctx: &ProbeContext,
+    out: &mut ProbeOutput,
+    name: &str,
+    workloads: u32,
+) -> Result<Prepared, ProbeError> {
+    let settings = settings(&ctx.params)?;
+    let start = Instant::now();
+    let (engine, engine_note) = settings.engine();
+    out.notes.extend(engine_note);
+    let file = TestFile::create(&settings.dir, name, settings.size, settings.min_free, settings.direct)?;
+    out.notes.extend(file.notes.iter().cloned());
+    file.fill(&|| ctx.check())?;
+    let timing = settings.timing(ctx, workloads, start);
+    Ok(Prepared { started: start, settings, engine, file, timing })
+}
+
 /// Records a rate metric (per second of slice) and its latency percentiles over every I/O.
 #[allow(clippy::too_many_arguments)]
 pub fn record_direction(

@@ -4,10 +4,8 @@
 //! --norandommap` reports them (`iops`, `clat_ns.percentile`).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::engine::{Pattern, Workload};
-use super::file::TestFile;
 use super::{DIRECT_PARAM, common_params, measure, record_direction, settings};
 use crate::load::LoadMeter;
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput};
@@ -35,14 +33,8 @@ impl Probe for Rand4k {
     }
 
     fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
-        let s = settings(&ctx.params)?;
-        let start = Instant::now();
-        let (engine, engine_note) = s.engine();
-        out.notes.extend(engine_note);
-        let file = TestFile::create(&s.dir, "rand4k", s.size, s.min_free, s.direct)?;
-        out.notes.extend(file.notes.iter().cloned());
-        file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 2, start);
+        let super::Prepared { started: start, settings: s, engine, file, timing } =
+            super::prepare(ctx, out, "rand4k", 2)?;
         let params = s.params_text(BLOCK, &file, engine, &[]);
         for (i, read) in [true, false].into_iter().enumerate() {
             let workload = Workload {

@@ -5,10 +5,8 @@
 //! real blocks rather than holes.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::engine::{Pattern, Workload};
-use super::file::TestFile;
 use super::{DIRECT_PARAM, common_params, measure, record_direction, settings};
 use crate::load::LoadMeter;
 use crate::probe::{ParamSpec, Probe, ProbeContext, ProbeError, ProbeOutput};
@@ -36,16 +34,8 @@ impl Probe for Seq {
     }
 
     fn run(&self, ctx: &ProbeContext, out: &mut ProbeOutput) -> Result<(), ProbeError> {
-        let s = settings(&ctx.params)?;
-        let start = Instant::now();
-        let (engine, engine_note) = s.engine();
-        out.notes.extend(engine_note);
-        let file = TestFile::create(&s.dir, "seq", s.size, s.min_free, s.direct)?;
-        out.notes.extend(file.notes.iter().cloned());
-        // Written whole first, so the write phase overwrites written blocks (as on a disk in
-        // use, and as fio's calibration file) and the read phase reads real ones.
-        file.fill(&|| ctx.check())?;
-        let timing = s.timing(ctx, 2, start);
+        let super::Prepared { started: start, settings: s, engine, file, timing } =
+            super::prepare(ctx, out, "seq", 2)?;
         let params = s.params_text(BLOCK, &file, engine, &[]);
         let workload = |read_percent| Workload {
             block: BLOCK,
