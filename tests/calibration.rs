@@ -21,22 +21,40 @@ fn compression_agrees_with_zstd_and_lz4_on_the_same_corpus() {
     let built = run(&mut std::process::Command::new(repo_root().join("scripts/reference-libzstd")));
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     let linked_loop = String::from_utf8_lossy(&built.stdout).trim().to_string();
-    let out = run(bin("fathom-collector").args([
-        "calibrate",
-        "--probes",
-        "cpu.compress",
-        "--rounds",
-        "3",
-        "--max-rounds",
-        "3",
-        "--reference-seconds",
-        "1",
-        "--json",
-        "--zstd-loop",
-        &linked_loop,
-    ]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let outcomes: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let calibrate = || {
+        let out = run(bin("fathom-collector").args([
+            "calibrate",
+            "--probes",
+            "cpu.compress",
+            "--rounds",
+            "3",
+            "--max-rounds",
+            "3",
+            "--reference-seconds",
+            "1",
+            "--json",
+            "--zstd-loop",
+            &linked_loop,
+        ]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON on stdout")
+    };
+    // This host's vCPUs slow down by half for seconds at a time (docs/PERFORMANCE.md), which
+    // can hit two of three rounds of one figure. A figure outside the band is therefore
+    // measured once more, in a fresh calibration; a probe that really disagrees fails both.
+    let in_band = |o: &serde_json::Value| (0.6..1.6).contains(&o["ratio"].as_f64().unwrap());
+    let mut outcomes = calibrate();
+    let outliers: Vec<String> = outcomes
+        .as_array()
+        .expect("an array of outcomes")
+        .iter()
+        .filter(|o| !in_band(o))
+        .map(|o| format!("{} {}", o["metric"], o["ratio"]))
+        .collect();
+    if !outliers.is_empty() {
+        eprintln!("outside 0.6–1.6 in the first calibration, measuring again: {}", outliers.join(", "));
+        outcomes = calibrate();
+    }
     let outcomes = outcomes.as_array().expect("an array of outcomes");
     let metrics: Vec<&str> = outcomes.iter().map(|o| o["metric"].as_str().unwrap()).collect();
     let zstd = |m| [m; 3];

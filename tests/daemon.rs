@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fathom_e2e::{bin, json, ok};
+use fathom_e2e::{bin, json, ok, python};
 
 /// `HH:MM` in UTC, `minutes` from now.
 fn hhmm(minutes: i64) -> String {
@@ -32,6 +32,8 @@ fn start(dir: &Path, text: &str) -> Child {
         .arg(&file)
         .arg("--state-file")
         .arg(dir.join("state"))
+        .arg("--spool")
+        .arg(dir.join("spool"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.spawn().expect("spawning the daemon")
@@ -84,6 +86,14 @@ fn open_windows_run_closed_ones_do_not_and_suites_never_overlap() {
             running = false;
         }
     }
+    // Every run went through the spool and out of it: what was spooled is in the dataset.
+    let delivered =
+        out.lines().filter(|l| l.starts_with("upload: run ") && l.contains(" delivered to ")).count();
+    assert!(delivered >= started, "{delivered} delivered of {started} started:\n{out}");
+    let status = json(&ok(bin("fathom-collector")
+        .args(["spool", "status", "--json", "--spool"])
+        .arg(tmp.path().join("spool"))));
+    assert_eq!(status["waiting"], 0, "{status}");
     let validated = ok(bin("fathom-datasets").arg("validate").arg(&ds));
     assert!(validated.contains(" 0 bad"), "{validated}");
     let summary = json(&ok(bin("fathom-analyzer").args(["summary", "--json", "--dataset"]).arg(&ds)));
@@ -110,4 +120,43 @@ fn a_run_past_its_deadline_stops_between_probes_as_partial() {
     let run = out.lines().find(|l| l.contains("capped: run ")).unwrap_or_else(|| panic!("no run:\n{out}"));
     assert!(run.contains(" partial (stopped at the run's deadline"), "{run}");
     assert!(run.contains("before cpu.aes_gcm (1 of 3 probes ran)"), "{run}");
+}
+
+#[test]
+fn a_daemon_killed_mid_run_records_that_run_as_failed_at_its_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    // One long probe (a noise target it never meets keeps it going for its 20 s budget).
+    let text = schedule(
+        "long",
+        "* * * * * *",
+        (-60, 60),
+        r#""cpu.flops""#,
+        r#"params = { "cpu.flops.budget" = "20s", "cpu.flops.target_cv" = "0.000001" }"#,
+        &ds,
+    );
+    let mut child = start(tmp.path(), &text);
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up.
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.contains("long at") && out.contains(": starting"), "{out}");
+
+    // The next start finds the run it was in the middle of and records it.
+    let quick = schedule("long", "0 0 0 1 1 *", (-60, 60), r#""cpu.flops""#, "", &ds);
+    let child = start(tmp.path(), &quick);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = stop(child);
+    assert!(out.contains("was interrupted by a stop; recording it as failed"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("upload: run ") && l.contains(" delivered to ")), "{out}");
+    let script = format!(
+        "import duckdb, json\nrows = duckdb.sql(\"select status, status_reason from read_parquet('{}/runs/*/*.parquet')\").fetchall()\nprint(json.dumps(rows))",
+        ds.display()
+    );
+    let listed = ok(Command::new(python()).args(["-c", &script]));
+    let runs = json(&listed);
+    let failed: Vec<&serde_json::Value> =
+        runs.as_array().unwrap().iter().filter(|r| r[0] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{listed}");
+    assert!(failed[0][1].as_str().unwrap().contains("collector stopped during the run"), "{listed}");
 }

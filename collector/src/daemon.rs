@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use fathom_datasets::store::{Dataset, default_url};
-use fathom_datasets::write::write_run;
-use fathom_datasets::{RunRecord, RunStatus};
+use fathom_datasets::write::EncodedRun;
+use fathom_datasets::{Measurement, RunRecord, RunStatus, Sample};
 
 use crate::params::{check_all, parse_overrides};
 use crate::probe::{CancelToken, Probe};
 use crate::runner::{RunSpec, Silent, run_probes};
 use crate::schedule::agenda::{Agenda, Decision, Load, NotRun};
 use crate::schedule::{self, Schedule, Work};
+use crate::spool::{Spool, backoff};
 use crate::suite::Suite;
 use crate::{host, probes};
 
@@ -32,6 +33,9 @@ pub struct DaemonOptions {
     pub host: String,
     /// Where the daemon remembers the last instant it planned up to.
     pub state_file: PathBuf,
+    /// Where runs wait for their upload, and the most it may hold.
+    pub spool: PathBuf,
+    pub spool_limit: u64,
 }
 
 /// The probes a schedule runs and the suite whose effort they use.
@@ -125,9 +129,138 @@ fn write_state(path: &Path, at: DateTime<Utc>) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
-fn dataset_of(s: &Schedule) -> Result<Dataset> {
+/// The dataset URL a schedule writes to, as the spool records it.
+fn dataset_of(s: &Schedule) -> Result<String> {
     let url = s.dataset.clone().unwrap_or_else(default_url);
-    Ok(Dataset::create(&url)?)
+    Ok(Dataset::create(&url)?.url().to_string())
+}
+
+/// Spools a run for its upload. A full spool or a disk error loses this one run, with an
+/// error in the log, but never stops the daemon: the next night may find room again.
+fn spool_run(
+    spool: &Spool,
+    url: &str,
+    run: &RunRecord,
+    measurements: &[Measurement],
+    samples: &[Sample],
+    wake: &std::sync::mpsc::Sender<()>,
+) {
+    let kept = EncodedRun::encode(run, measurements, samples)
+        .map_err(anyhow::Error::from)
+        .and_then(|encoded| Ok(spool.add(url, &encoded)?));
+    match kept {
+        Ok(_) => {
+            let _ = wake.send(());
+        }
+        Err(e) => eprintln!("daemon: error: run {} not kept: {e:#}", run.run_id),
+    }
+}
+
+/// Uploads the spool in the background: at once when a run is spooled, again with
+/// exponential backoff (2 s doubling to 5 min) while a dataset cannot be reached, and every
+/// ten minutes anyway. It ends when the daemon drops the sender.
+fn start_uploader(
+    dir: PathBuf,
+    limit: u64,
+    wake: std::sync::mpsc::Receiver<()>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return eprintln!("upload: error: cannot start: {e}"),
+        };
+        let spool = match Spool::open(&dir, limit) {
+            Ok(s) => s,
+            Err(e) => return eprintln!("upload: error: {e}"),
+        };
+        let mut failures = 0u32;
+        loop {
+            let wait = match runtime.block_on(spool.flush(None)) {
+                Ok(report) => {
+                    for d in &report.delivered {
+                        let what = if d.already_there { "was already in" } else { "delivered to" };
+                        println!("upload: run {} {what} {}", d.run_id, d.dataset);
+                    }
+                    for (run_id, reason) in &report.quarantined {
+                        eprintln!("upload: warning: run {run_id} quarantined: {reason}");
+                    }
+                    if report.errors.is_empty() {
+                        failures = 0;
+                        Duration::from_secs(600)
+                    } else {
+                        failures += 1;
+                        let wait = backoff(failures - 1, Duration::from_secs(2), Duration::from_secs(300));
+                        for (dataset, error) in &report.errors {
+                            eprintln!(
+                                "upload: {dataset} unreachable ({error}); {} runs wait in the spool, next try in {:.0} s",
+                                report.waiting,
+                                wait.as_secs_f64()
+                            );
+                        }
+                        wait
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("upload: error: {e}");
+                    backoff(failures - 1, Duration::from_secs(2), Duration::from_secs(300))
+                }
+            };
+            match wake.recv_timeout(wait) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            // A run spooled while backing off waits for the backoff's end, not the other way.
+            while wake.try_recv().is_ok() {}
+        }
+    })
+}
+
+/// The run going on, kept beside the spool while it runs: a daemon killed mid-run (or a host
+/// that lost power) finds it at its next start and records the run as `failed`, so the night
+/// is accounted for even though what it measured is gone.
+const JOURNAL: &str = "running.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Journal {
+    dataset: String,
+    run: RunRecord,
+}
+
+fn write_journal(spool: &Spool, journal: &Journal) -> Result<()> {
+    let path = spool.dir().join(JOURNAL);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(journal)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))
+}
+
+fn clear_journal(spool: &Spool) {
+    let _ = std::fs::remove_file(spool.dir().join(JOURNAL));
+}
+
+/// Spools the `failed` record of a run a crash interrupted, if there was one.
+fn recover_interrupted(spool: &Spool, wake: &std::sync::mpsc::Sender<()>) {
+    let path = spool.dir().join(JOURNAL);
+    let Ok(text) = std::fs::read(&path) else { return };
+    match serde_json::from_slice::<Journal>(&text) {
+        Ok(Journal { dataset, mut run }) => {
+            run.status = RunStatus::Failed;
+            run.status_reason = Some(
+                "the collector stopped during the run (killed, crashed or the host went down); nothing it measured was kept"
+                    .into(),
+            );
+            run.finished_at = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map(DateTime::<Utc>::from)
+                .unwrap_or(run.started_at)
+                .max(run.started_at);
+            println!("daemon: run {} was interrupted by a stop; recording it as failed", run.run_id);
+            spool_run(spool, &dataset, &run, &[], &[], wake);
+        }
+        Err(e) => eprintln!("daemon: warning: ignoring an unreadable {}: {e}", path.display()),
+    }
+    clear_journal(spool);
 }
 
 /// A `runs` row for a fire time that did not run.
@@ -159,12 +292,7 @@ fn not_run_record(s: &Schedule, host: &str, fire: DateTime<Utc>, status: NotRun,
 }
 
 /// Runs until `stop`; `reload` (SIGHUP) reloads the schedule files between decisions.
-pub fn run(
-    opts: &DaemonOptions,
-    stop: &CancelToken,
-    reload: &AtomicBool,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<()> {
+pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Result<()> {
     let schedules = load_schedules(&opts.schedules)?;
     let now = Utc::now();
     let since = read_state(&opts.state_file).filter(|t| *t <= now).unwrap_or(now);
@@ -174,6 +302,14 @@ pub fn run(
         opts.schedules.display()
     );
     let mut agenda = Agenda::new(schedules, since);
+    let spool = Spool::open(&opts.spool, opts.spool_limit)?;
+    let waiting = spool.entries()?.len();
+    if waiting > 0 {
+        println!("daemon: {waiting} runs wait in the spool {}: uploading them first", opts.spool.display());
+    }
+    let (wake, woken) = std::sync::mpsc::channel();
+    recover_interrupted(&spool, &wake);
+    let uploader = start_uploader(opts.spool.clone(), opts.spool_limit, woken);
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = LoadSampler::start(sampler_stop.clone());
     let result = (|| -> Result<()> {
@@ -202,8 +338,7 @@ pub fn run(
                         let s = &agenda.schedules[schedule];
                         let record = not_run_record(s, &opts.host, fire.at, status, &reason);
                         println!("daemon: {} at {}: {} ({reason})", s.name, fire.at, record.status.as_str());
-                        let dataset = dataset_of(s)?;
-                        runtime.block_on(write_run(&dataset, &record, &[], &[]))?;
+                        spool_run(&spool, &dataset_of(s)?, &record, &[], &[], &wake);
                     }
                     Decision::Start { schedule, fire, deadline } => {
                         let s = agenda.schedules[schedule].clone();
@@ -225,14 +360,13 @@ pub fn run(
                             overrides: parse_overrides(&items)?,
                             deadline: Some(Instant::now() + left),
                         };
+                        let url = dataset_of(&s)?;
+                        let mut journal = not_run_record(&s, &opts.host, Utc::now(), NotRun::Skipped, "");
+                        journal.status = RunStatus::Failed;
+                        write_journal(&spool, &Journal { dataset: url.clone(), run: journal })?;
                         let result = run_probes(&spec, &probes, host::facts(), stop, &Silent)?;
-                        let dataset = dataset_of(&s)?;
-                        runtime.block_on(write_run(
-                            &dataset,
-                            &result.run,
-                            &result.measurements,
-                            &result.samples,
-                        ))?;
+                        spool_run(&spool, &url, &result.run, &result.measurements, &result.samples, &wake);
+                        clear_journal(&spool);
                         println!(
                             "daemon: {}: run {} {}{}",
                             s.name,
@@ -261,6 +395,13 @@ pub fn run(
         Ok(())
     })();
     sampler_stop.store(true, Ordering::SeqCst);
+    // The uploader gets a last few seconds to finish; whatever it has not delivered stays in
+    // the spool for the next start (an upload cut off here is retried whole, without harm).
+    drop(wake);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !uploader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     result
 }
 

@@ -18,4 +18,5 @@ pub mod probes;
 pub mod runner;
 pub mod schedule;
 pub mod serve;
+pub mod spool;
 pub mod suite;

@@ -10,10 +10,11 @@ use fathom_collector::params::{check_all, parse_overrides, parse_pair};
 use fathom_collector::probe::{CancelToken, Probe};
 use fathom_collector::probes::{self, EFFORT_PARAMS};
 use fathom_collector::runner::{RunSpec, run_probes};
+use fathom_collector::spool::{self, Spool};
 use fathom_collector::suite::Suite;
 use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, default_url};
-use fathom_datasets::write::{RunWrite, write_run};
+use fathom_datasets::write::EncodedRun;
 
 #[derive(Parser)]
 #[command(name = "fathom-collector", version, about = "Benchmark this host and record the results")]
@@ -49,6 +50,34 @@ enum SchedulesCommand {
 }
 
 #[derive(Subcommand)]
+enum SpoolCommand {
+    /// What is waiting to be uploaded: runs and bytes per dataset, the oldest, and how many
+    /// were quarantined or refused while the spool was full.
+    ///
+    /// Example: fathom-collector spool status
+    Status {
+        /// The spool folder (default: $XDG_STATE_HOME/fathom/spool).
+        #[arg(long)]
+        spool: Option<std::path::PathBuf>,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload every waiting run now, oldest first; exits 1 if any is still waiting.
+    ///
+    /// Safe beside a running daemon: only one of them uploads at a time, and a run already
+    /// in its dataset is never written twice. Example: fathom-collector spool flush
+    Flush {
+        /// The spool folder (default: $XDG_STATE_HOME/fathom/spool).
+        #[arg(long)]
+        spool: Option<std::path::PathBuf>,
+        /// Print what happened as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the schedules: each suite inside its maintenance window, one at a time, every fire
     /// time that does not run recorded in `runs` with the reason (skipped, deferred, missed).
@@ -65,7 +94,17 @@ enum Command {
         /// Where the daemon remembers how far it planned (default: $XDG_STATE_HOME/fathom/daemon-state).
         #[arg(long)]
         state_file: Option<std::path::PathBuf>,
+        /// Where finished runs wait for their upload (default: $XDG_STATE_HOME/fathom/spool).
+        #[arg(long)]
+        spool: Option<std::path::PathBuf>,
+        /// The most the spool may hold, e.g. 500MiB; past it new runs are refused (and logged),
+        /// the oldest kept.
+        #[arg(long, default_value = "1GiB", value_parser = parse_limit)]
+        spool_limit: u64,
     },
+    /// The local spool of runs waiting for their upload.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
     /// Schedule files: check them, see when they fire.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
@@ -134,6 +173,17 @@ struct RunArgs {
     /// `--param network.X.peer=` wins.
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Option<String>,
+    /// The spool the run is kept in until its upload succeeds (default: $XDG_STATE_HOME/fathom/spool).
+    #[arg(long)]
+    spool: Option<std::path::PathBuf>,
+}
+
+fn parse_limit(text: &str) -> Result<u64, String> {
+    let bytes = fathom_collector::probe::parse_size(text)? as u64;
+    if bytes < 1 << 20 {
+        return Err(format!("`{text}` is too small for a spool: give at least 1MiB"));
+    }
+    Ok(bytes)
 }
 
 #[derive(clap::Args)]
@@ -198,7 +248,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Schedules(SchedulesCommand::Check { path, count, from }) => {
             schedules_check(&path, count, from)
         }
-        Command::Daemon { schedules, host: name, state_file } => daemon(schedules, name, state_file),
+        Command::Daemon { schedules, host: name, state_file, spool, spool_limit } => {
+            daemon(schedules, name, state_file, spool, spool_limit)
+        }
+        Command::Spool(SpoolCommand::Status { spool, json }) => spool_status(spool, json),
+        Command::Spool(SpoolCommand::Flush { spool, json }) => spool_flush(spool, json),
         Command::Calibrate(args) => calibrate(args),
         Command::Serve { listen, max_clients } => serve(listen, max_clients as usize),
     }
@@ -288,20 +342,31 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let interrupted = cancel.is_cancelled();
     let result = result?;
 
-    let written = runtime
-        .block_on(write_run(&dataset, &result.run, &result.measurements, &result.samples))
-        .with_context(|| format!("writing run {} to {}", result.run.run_id, dataset.url()))?;
+    // Kept in the spool first, then uploaded: a store that is down keeps the run, not loses it.
+    let spool = Spool::open(&args.spool.clone().unwrap_or_else(spool::default_dir), spool::DEFAULT_LIMIT)?;
+    let encoded = EncodedRun::encode(&result.run, &result.measurements, &result.samples)?;
+    let delivered = runtime
+        .block_on(spool.deliver(dataset.url(), &encoded, 3))
+        .with_context(|| format!("keeping run {} in the spool", result.run.run_id))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run_json(&result, Some(dataset.url())))?);
     } else {
         print!("{}", run_table(&result));
-        match written {
-            RunWrite::Written { bytes } => {
-                println!("wrote run {} to {} ({bytes} bytes)", result.run.run_id, dataset.url())
-            }
-            RunWrite::AlreadyDelivered => {
-                println!("run {} was already in {}", result.run.run_id, dataset.url())
-            }
+    }
+    match &delivered {
+        Ok(_) if args.json => {}
+        Ok(d) if d.already_there => println!("run {} was already in {}", d.run_id, dataset.url()),
+        Ok(d) => println!("wrote run {} to {} ({} bytes)", d.run_id, dataset.url(), d.bytes),
+        Err(reason) => {
+            eprintln!(
+                "error: run {} could not be uploaded to {}: {reason}\n\
+                 it is kept in the spool {} and uploaded by the daemon or `fathom-collector spool flush`",
+                result.run.run_id,
+                dataset.url(),
+                spool.dir().display()
+            );
+            // EX_TEMPFAIL: nothing is lost, try again later.
+            return Ok(ExitCode::from(75));
         }
     }
     if result.measurements.is_empty() && !interrupted {
@@ -469,6 +534,8 @@ fn daemon(
     schedules: std::path::PathBuf,
     name: Option<String>,
     state_file: Option<std::path::PathBuf>,
+    spool_dir: Option<std::path::PathBuf>,
+    spool_limit: u64,
 ) -> Result<ExitCode> {
     use fathom_collector::daemon::{self, DaemonOptions};
     use std::sync::Arc;
@@ -477,6 +544,8 @@ fn daemon(
         schedules,
         host: name.unwrap_or_else(host::hostname),
         state_file: state_file.unwrap_or_else(daemon::default_state_file),
+        spool: spool_dir.unwrap_or_else(spool::default_dir),
+        spool_limit,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let stop = CancelToken::default();
@@ -498,6 +567,65 @@ fn daemon(
         eprintln!("daemon: stopping after the current repetition; a run going is recorded as partial");
         on_stop.cancel();
     });
-    daemon::run(&opts, &stop, &reload, &runtime)?;
+    daemon::run(&opts, &stop, &reload)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn spool_status(dir: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    use fathom_datasets::human::format_bytes;
+    let spool = Spool::open(&dir.unwrap_or_else(spool::default_dir), spool::DEFAULT_LIMIT)?;
+    let status = spool.status()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "spool {}: {} run{} waiting, {}",
+        status.dir,
+        status.waiting,
+        if status.waiting == 1 { "" } else { "s" },
+        format_bytes(status.bytes)
+    );
+    if let Some(oldest) = status.oldest_spooled_at {
+        println!("  oldest spooled at {}", oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    for d in &status.datasets {
+        println!("  {}: {} runs, {}", d.url, d.runs, format_bytes(d.bytes));
+    }
+    if status.unreadable > 0 {
+        println!(
+            "  {} entries with an unreadable header (the next flush quarantines them)",
+            status.unreadable
+        );
+    }
+    println!("quarantined: {} (in {}/quarantine, each with a .reason file)", status.quarantined, status.dir);
+    println!("refused while full: {} (listed in {}/refused.log)", status.refused_while_full, status.dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spool_flush(dir: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> {
+    let spool = Spool::open(&dir.unwrap_or_else(spool::default_dir), spool::DEFAULT_LIMIT)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(spool.flush(None))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for d in &report.delivered {
+            let what = if d.already_there { "was already in" } else { "delivered to" };
+            println!("run {} {what} {}", d.run_id, d.dataset);
+        }
+        for (run_id, reason) in &report.quarantined {
+            println!("run {run_id}: quarantined: {reason}");
+        }
+        for (dataset, error) in &report.errors {
+            eprintln!("error: {dataset}: {error}");
+        }
+        println!(
+            "{} delivered, {} quarantined, {} still waiting",
+            report.delivered.len(),
+            report.quarantined.len(),
+            report.waiting
+        );
+    }
+    Ok(if report.waiting > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

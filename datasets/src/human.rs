@@ -42,6 +42,17 @@ pub fn format_value(v: f64) -> String {
     format!("{v:.digits$}")
 }
 
+/// Bytes for people: `0 B`, `812 B`, `4.2 kB`, `1.3 MB`, `2.0 GB` (SI, like the dataset's units).
+pub fn format_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.1} GB", b / 1e9),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

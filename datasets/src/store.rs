@@ -8,15 +8,16 @@
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::schema::{DELIVERED_DIR, PARTITION_COLUMN, Table};
 
@@ -129,6 +130,13 @@ fn parse(url: &str) -> Result<Location, StoreError> {
     }
 }
 
+/// Retries within one request stay short (a few attempts, 20 s in all): an upload that
+/// cannot get through leaves the run in the collector's spool, whose own backoff goes on for as
+/// long as the outage lasts. object_store's default retries one request for three minutes.
+fn retry_config() -> RetryConfig {
+    RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(20), ..RetryConfig::default() }
+}
+
 /// Absolute and without `..`, so messages and DuckDB globs name the real folder.
 fn absolute(path: &FsPath) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -178,10 +186,17 @@ impl Dataset {
                 })
             }
             Location::S3 { url: parsed } => {
-                let store = AmazonS3Builder::from_env()
-                    .with_url(parsed.as_str())
-                    .build()
-                    .map_err(|cause| StoreError::Object { op: "open", location: url.to_string(), cause })?;
+                let mut builder =
+                    AmazonS3Builder::from_env().with_url(parsed.as_str()).with_retry(retry_config());
+                if std::env::var_os("AWS_CONNECT_TIMEOUT").is_none() {
+                    builder = builder
+                        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5 seconds");
+                }
+                let store = builder.build().map_err(|cause| StoreError::Object {
+                    op: "open",
+                    location: url.to_string(),
+                    cause,
+                })?;
                 Ok(Dataset {
                     store: Arc::new(store),
                     root: Path::from(parsed.path().trim_matches('/')),

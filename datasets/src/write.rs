@@ -79,6 +79,59 @@ pub enum RunWrite {
     AlreadyDelivered,
 }
 
+/// A run encoded as the Parquet files it will be stored as, in commit order (samples,
+/// measurements, then the `runs` row last): what the collector's spool keeps on disk and
+/// uploads byte for byte, so a retry puts exactly the bytes of the first try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRun {
+    pub run_id: String,
+    pub date: NaiveDate,
+    pub files: Vec<(Table, Bytes)>,
+}
+
+impl EncodedRun {
+    pub fn encode(
+        run: &RunRecord,
+        measurements: &[Measurement],
+        samples: &[Sample],
+    ) -> Result<EncodedRun, WriteError> {
+        let mut files = Vec::with_capacity(3);
+        if !samples.is_empty() {
+            let mut b = SamplesBuilder::default();
+            samples.iter().for_each(|s| b.append(&run.run_id, s));
+            files.push((Table::Samples, encode_parquet(Table::Samples, &b.finish())?));
+        }
+        if !measurements.is_empty() {
+            let mut b = MeasurementsBuilder::default();
+            measurements.iter().for_each(|m| b.append(run, m));
+            files.push((Table::Measurements, encode_parquet(Table::Measurements, &b.finish())?));
+        }
+        files.push((Table::Runs, encode_parquet(Table::Runs, &runs_batch(std::slice::from_ref(run)))?));
+        Ok(EncodedRun { run_id: run.run_id.clone(), date: run.date(), files })
+    }
+
+    /// The bytes of all its files together.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
+/// Stores an encoded run, committing it last, unless its delivered marker says it is there.
+/// Every object is named by the run id, so a retry after a cut-off upload overwrites the same
+/// objects with the same bytes and never adds a row.
+pub async fn put_run(dataset: &Dataset, run: &EncodedRun) -> Result<RunWrite, WriteError> {
+    let marker = dataset.delivered_marker(&run.run_id);
+    if dataset.exists(&marker).await? {
+        return Ok(RunWrite::AlreadyDelivered);
+    }
+    let name = format!("{}.parquet", run.run_id);
+    for (table, bytes) in &run.files {
+        dataset.put(&dataset.data_path(*table, run.date, &name), bytes.clone()).await?;
+    }
+    dataset.put(&marker, Bytes::from(run.date.to_string())).await?;
+    Ok(RunWrite::Written { bytes: run.bytes() })
+}
+
 /// Writes one run with its measurements and samples, committing it last.
 pub async fn write_run(
     dataset: &Dataset,
@@ -86,27 +139,10 @@ pub async fn write_run(
     measurements: &[Measurement],
     samples: &[Sample],
 ) -> Result<RunWrite, WriteError> {
-    let marker = dataset.delivered_marker(&run.run_id);
-    if dataset.exists(&marker).await? {
+    if dataset.exists(&dataset.delivered_marker(&run.run_id)).await? {
         return Ok(RunWrite::AlreadyDelivered);
     }
-    let date = run.date();
-    let name = format!("{}.parquet", run.run_id);
-    let mut bytes = 0;
-    if !samples.is_empty() {
-        let mut b = SamplesBuilder::default();
-        samples.iter().for_each(|s| b.append(&run.run_id, s));
-        bytes += write_table_file(dataset, Table::Samples, date, &name, &b.finish()).await?;
-    }
-    if !measurements.is_empty() {
-        let mut b = MeasurementsBuilder::default();
-        measurements.iter().for_each(|m| b.append(run, m));
-        bytes += write_table_file(dataset, Table::Measurements, date, &name, &b.finish()).await?;
-    }
-    let runs = runs_batch(std::slice::from_ref(run));
-    bytes += write_table_file(dataset, Table::Runs, date, &name, &runs).await?;
-    dataset.put(&marker, Bytes::from(date.to_string())).await?;
-    Ok(RunWrite::Written { bytes })
+    put_run(dataset, &EncodedRun::encode(run, measurements, samples)?).await
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod s3;
+
 /// The workspace root. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test too; that is
 /// preferred to the compile-time value, which names whichever checkout last built the test
 /// (a shared target folder serves several clones, and cargo does not rebuild for a move).
