@@ -1,6 +1,6 @@
 use super::*;
 use fathom_datasets::store::DateRange;
-use fathom_datasets::{HostFacts, Measurement, RunStatus};
+use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus};
 
 fn record(host: &str) -> RunRecord {
     let started_at: DateTime<Utc> = "2026-03-02T01:00:00Z".parse().unwrap();
