@@ -296,3 +296,48 @@ fn uploads_cut_off_by_a_killed_collector_or_a_killed_server_deliver_every_run_ex
     let validated = ok(with_env(bin("fathom-datasets"), &s3).args(["validate", &url]));
     assert!(validated.contains(" 0 bad"), "{validated}");
 }
+
+/// `fathom-datasets compact` on the server: each day's uploads become one file per table, no
+/// row changes, and a late retry of a compacted run (a collector that crashed before it could
+/// clear its spool entry) still finds its delivered marker and writes nothing.
+#[test]
+fn compaction_on_s3_keeps_every_row_and_a_late_retry_writes_nothing() {
+    let s3 = S3Server::start("bench");
+    let url = s3.url("fleet");
+    let tmp = tempfile::tempdir().unwrap();
+    let spool_dir = tmp.path().join("spool");
+    let spool = Spool::open(&spool_dir, DEFAULT_LIMIT).unwrap();
+    let mut encoded = Vec::new();
+    for i in 0..60 {
+        let ms = [measurement("encrypt_1t", 1000.0 + i as f64), measurement("decrypt_1t", 900.0)];
+        let run = EncodedRun::encode(&record(i), &ms, &[]).unwrap();
+        spool.add(&url, &run).unwrap();
+        encoded.push(run);
+    }
+    ok(with_env(bin("fathom-collector"), &s3).args(["spool", "flush", "--spool"]).arg(&spool_dir));
+    let before = pyarrow_view(&s3, &url);
+    assert_eq!(before["runs"]["rows"], 60, "{before}");
+
+    let compacted = ok(with_env(bin("fathom-datasets"), &s3).args(["compact", &url]));
+    assert!(compacted.contains("measurements:") && compacted.contains("→ 1"), "{compacted}");
+    let after = pyarrow_view(&s3, &url);
+    assert_eq!(after, before, "compaction changed what a reader sees");
+    let runs_dir = s3.data_dir().join("bench/fleet/runs");
+    for day in std::fs::read_dir(&runs_dir).unwrap().flatten() {
+        let files: Vec<_> = std::fs::read_dir(day.path())
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().ends_with(".parquet"))
+            .collect();
+        assert_eq!(files.len(), 1, "{}: {files:?}", day.path().display());
+    }
+
+    spool.add(&url, &encoded[7]).unwrap();
+    let flushed =
+        ok(with_env(bin("fathom-collector"), &s3).args(["spool", "flush", "--spool"]).arg(&spool_dir));
+    assert!(flushed.contains(&format!("run {} was already in", encoded[7].run_id)), "{flushed}");
+    assert_eq!(pyarrow_view(&s3, &url), before);
+    let summary =
+        json(&ok(with_env(bin("fathom-analyzer"), &s3).args(["summary", "--json", "--dataset", &url])));
+    assert!(!summary["series"].as_array().unwrap().is_empty(), "{summary}");
+}

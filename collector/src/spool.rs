@@ -4,8 +4,9 @@
 //! Layout under the spool folder:
 //! - `ready/RUN_ID.run`: one complete run, as the Parquet files it will be stored as (see
 //!   [`EncodedRun`]), behind a header naming its dataset and the SHA-256 of the payload. It is
-//!   written under `tmp/`, synced and renamed into `ready/`, so a kill at any moment leaves a
-//!   complete entry or none; leftovers in `tmp/` are removed at the next open.
+//!   written under `tmp/` (named by the writer's pid), synced and renamed into `ready/`, so a
+//!   kill at any moment leaves a complete entry or none; leftovers of writers that are gone are
+//!   removed at the next open.
 //! - `quarantine/`: entries that failed their checks (a torn disk write, an edited file). They
 //!   are never uploaded, and never stop the others.
 //! - `refused.log`: one line per run refused because the spool was full. The oldest runs are
@@ -27,10 +28,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
+use fathom_datasets::Table;
 use fathom_datasets::read::check_file;
 use fathom_datasets::store::Dataset;
 use fathom_datasets::write::{EncodedRun, RunWrite, put_run};
-use fathom_datasets::Table;
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8] = b"FATHOM-SPOOL/1\n";
@@ -110,6 +111,13 @@ fn table_named(name: &str) -> Option<Table> {
     Table::ALL.into_iter().find(|t| t.dir() == name)
 }
 
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
 /// Syncs a folder, so a rename into it survives a power cut.
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
@@ -122,8 +130,15 @@ impl Spool {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
+        // A staging file is named by its writer's pid: only those of writers that are gone
+        // are leftovers (another collector may be spooling right now).
         let tmp = dir.join(TMP);
         for entry in fs::read_dir(&tmp).map_err(io(&tmp))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let writer = name.rsplit('.').nth(1).and_then(|pid| pid.parse::<i32>().ok());
+            if writer.is_some_and(process_alive) {
+                continue;
+            }
             tracing::warn!("spool: removing {}, a run a crash left half-spooled", entry.path().display());
             let _ = fs::remove_file(entry.path());
         }
@@ -174,7 +189,7 @@ impl Spool {
             });
         }
         let name = format!("{}.run", run.run_id);
-        let tmp = self.dir.join(TMP).join(&name);
+        let tmp = self.dir.join(TMP).join(format!("{}.{}.partial", run.run_id, std::process::id()));
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(MAGIC).map_err(io(&tmp))?;
         file.write_all(&head).map_err(io(&tmp))?;

@@ -53,6 +53,19 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// Counts with thousands separators (`24,720`), so large row counts read at a glance.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +83,13 @@ mod tests {
         assert_eq!(format_value(0.012345), "0.01235");
         assert_eq!(format_value(-2.5), "-2.500");
         assert_eq!(format_value(0.0), "0");
+    }
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(24_720), "24,720");
+        assert_eq!(format_count(8_000_000), "8,000,000");
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! What it is for: the schema of the three tables (`runs`, `measurements`, `samples`), the
 //! metric catalogue, dataset URLs and the object store behind them, atomic Parquet writes that
-//! commit a run by its `runs` row, validation, and the synthetic fleet generator. What it is
+//! commit a run by its `runs` row, validation, compaction, and the synthetic fleet generator. What it is
 //! not: it runs no probes and computes no analysis, and it never links Polars, so the
 //! collector stays small.
 
 pub mod catalogue;
+pub mod compact;
 pub mod human;
 pub mod params;
 pub mod read;

@@ -1,12 +1,13 @@
-//! `fathom-datasets`: the dataset's own tools — print the schema, validate a dataset, and
-//! generate a synthetic fleet.
+//! `fathom-datasets`: the dataset's own tools — print the schema, validate and compact a
+//! dataset, and generate a synthetic fleet.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use fathom_datasets::human::check_cli_url;
+use fathom_datasets::compact::{self, CompactOptions, LeftReason, Recovery};
+use fathom_datasets::human::{check_cli_url, format_count};
 use fathom_datasets::store::{Dataset, default_url};
 use fathom_datasets::{schema, synth, validate};
 
@@ -37,6 +38,22 @@ enum Command {
     Validate {
         /// The dataset URL: a local path, file://, memory:// or s3:// (default: the local dataset).
         url: Option<String>,
+    },
+    /// Merge each day's small files into one file per table, sorted by host, probe, metric.
+    ///
+    /// Rows are counted and hashed before and after; any difference stops it with nothing
+    /// changed. Safe while collectors upload (undelivered uploads are left for the next run) and
+    /// while Fathom reads; an interrupted compaction is finished or rolled back by the next one.
+    /// Example: fathom-datasets compact s3://bench/fathom --date 2026-03-01
+    Compact {
+        /// The dataset URL: a local path, file:// or s3:// (default: the local dataset).
+        url: Option<String>,
+        /// Only this day, YYYY-MM-DD (default: every day with more than one file in a table).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Read, merge and check everything, print what would be merged, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Generate a synthetic fleet with injected events and their ground truth.
     ///
@@ -126,6 +143,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Compact { url, date, dry_run } => {
+            let url = url.unwrap_or_else(default_url);
+            check_cli_url(&url).map_err(anyhow::Error::msg)?;
+            let dataset = Dataset::open(&url)?;
+            let opts = CompactOptions { date, dry_run, ..Default::default() };
+            let report = runtime
+                .block_on(compact::compact(&dataset, &opts))
+                .with_context(|| format!("compacting {}", dataset.url()))?;
+            print_compaction(&dataset, &report);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Synth { out, hosts, days, seed, end, samples, force } => {
             anyhow::ensure!(hosts > 0 && days > 0, "--hosts and --days must be at least 1");
             check_cli_url(&out).map_err(anyhow::Error::msg)?;
@@ -154,4 +182,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_compaction(dataset: &Dataset, report: &compact::Report) {
+    let would = if report.dry_run { "would be " } else { "" };
+    for r in &report.recovered {
+        let what = match r.action {
+            Recovery::Finished => "finished (its outputs were all stored)",
+            Recovery::RolledBack => "rolled back (not all its outputs were stored)",
+        };
+        println!("{} interrupted compaction {}: {would}{what}", r.date, r.id);
+    }
+    for m in &report.merged {
+        println!(
+            "{} {}: {} files → {}, {} rows, hash {} = {}",
+            m.date,
+            m.table,
+            format_count(m.inputs.len() as u64),
+            m.outputs.len(),
+            format_count(m.output.rows),
+            m.input.short(),
+            m.output.short(),
+        );
+        if report.dry_run {
+            for input in &m.inputs {
+                println!("  {input}");
+            }
+        }
+    }
+    let mut undelivered = 0;
+    for l in &report.left {
+        match &l.reason {
+            LeftReason::Undelivered => {
+                undelivered += 1;
+                println!(
+                    "pending: {}: no delivered marker yet (upload in progress?), left for the next run",
+                    l.path
+                )
+            }
+            LeftReason::Unreadable(reason) => println!("bad: {}: {reason} (left in place)", l.path),
+            LeftReason::OtherLayout(reason) => println!("kept: {}: {reason}, left as it is", l.path),
+        }
+    }
+    let files_in: usize = report.merged.iter().map(|m| m.inputs.len()).sum();
+    let files_out: usize = report.merged.iter().map(|m| m.outputs.len()).sum();
+    let rows: u64 = report.merged.iter().map(|m| m.output.rows).sum();
+    let mut summary = if report.merged.is_empty() {
+        format!("{}: nothing to compact", dataset.url())
+    } else {
+        format!(
+            "{}: {} {} days, {} files → {}, {} rows, every row checked",
+            dataset.url(),
+            if report.dry_run { "would compact" } else { "compacted" },
+            report.days(),
+            format_count(files_in as u64),
+            format_count(files_out as u64),
+            format_count(rows),
+        )
+    };
+    let other = report.left.len() - undelivered;
+    if undelivered > 0 {
+        summary.push_str(&format!("; {undelivered} files of undelivered uploads left"));
+    }
+    if other > 0 {
+        summary.push_str(&format!("; {other} files left as they are (see above)"));
+    }
+    if report.dry_run {
+        summary.push_str(" (dry run: nothing written)");
+    }
+    println!("{summary}");
 }

@@ -22,8 +22,12 @@ pub const PARTITION_COLUMN: &str = "date";
 /// Marker objects that say a run was delivered (`_delivered/RUN_ID`); compaction keeps them.
 pub const DELIVERED_DIR: &str = "_delivered";
 
+/// Compaction's manifests, lock and generation object (`_compaction/…`); readers consult it.
+pub const COMPACTION_DIR: &str = "_compaction";
+
 /// The three tables of the dataset, one folder each under the dataset root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Table {
     Runs,
     Measurements,

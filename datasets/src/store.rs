@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
+use crate::compact::manifest;
 use crate::schema::{DELIVERED_DIR, PARTITION_COLUMN, Table};
 
 /// The environment variable that overrides the default dataset URL.
@@ -38,6 +41,10 @@ pub enum StoreError {
     CreateDir { path: String, cause: std::io::Error },
     #[error("{op} {location}: {cause}")]
     Object { op: &'static str, location: String, cause: object_store::Error },
+    #[error(
+        "compaction manifest {location} is unreadable ({reason}): readers cannot tell which files it replaced; inspect it, and remove it once the day's files are right"
+    )]
+    Manifest { location: String, reason: String },
 }
 
 /// The default dataset: `$FATHOM_DATASET`, else `$XDG_DATA_HOME/fathom/dataset`, else
@@ -231,7 +238,8 @@ impl Dataset {
         self.local_root.as_ref().map(|root| root.join(self.relative(location)))
     }
 
-    fn relative(&self, location: &Path) -> String {
+    /// An object's path relative to the dataset root, `/`-separated.
+    pub fn relative(&self, location: &Path) -> String {
         let full = location.as_ref();
         let root = self.root.as_ref();
         if root.is_empty() {
@@ -279,18 +287,84 @@ impl Dataset {
         }
     }
 
-    /// Every Parquet file of `table` whose partition falls in `range`, sorted by path. Files in
-    /// folders that are not valid partitions are returned with `date: None` when `range` is
-    /// open on both sides, so validation can report them.
-    pub async fn list_files(&self, table: Table, range: DateRange) -> Result<Vec<DataFile>, StoreError> {
-        let prefix = self.child(table.dir());
-        let metas: Vec<_> = match self.store.list(Some(&prefix)).try_collect().await {
-            Ok(metas) => metas,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(cause) => {
-                return Err(StoreError::Object { op: "list", location: self.display(&prefix), cause });
+    /// Stores an object only if nothing is stored there yet; `false` when something is.
+    pub async fn put_if_absent(&self, location: &Path, bytes: Bytes) -> Result<bool, StoreError> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(location, PutPayload::from_bytes(bytes), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(cause) => Err(StoreError::Object { op: "create", location: self.display(location), cause }),
+        }
+    }
+
+    /// Deletes an object; one that is already gone is no error (deletes are retried after crashes).
+    pub async fn delete(&self, location: &Path) -> Result<(), StoreError> {
+        match self.store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(cause) => Err(StoreError::Object { op: "delete", location: self.display(location), cause }),
+        }
+    }
+
+    /// Deletes many objects (in bulk requests where the store has them, as S3 does).
+    pub async fn delete_all(&self, locations: &[Path]) -> Result<(), StoreError> {
+        let paths: Vec<object_store::Result<Path>> = locations.iter().cloned().map(Ok).collect();
+        let mut results = self.store.delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                // The cause names the object.
+                Err(cause) => {
+                    return Err(StoreError::Object { op: "delete in", location: self.url.clone(), cause });
+                }
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// Every object under a `/`-separated relative prefix; a missing prefix is empty.
+    pub async fn list_objects(&self, relative: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let prefix = self.child(relative);
+        match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(metas) => Ok(metas),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(cause) => Err(StoreError::Object { op: "list", location: self.display(&prefix), cause }),
+        }
+    }
+
+    /// Every Parquet file of `table` whose partition falls in `range`, sorted by path, as
+    /// readers must see them: while a compaction is switching a day over (or after one was cut
+    /// off), its manifest says which of the files present hold the same rows, and only one side
+    /// is listed, so each row is listed once. Files in folders that are not valid partitions are
+    /// returned with `date: None` when `range` is open on both sides, so validation can report
+    /// them.
+    pub async fn list_files(&self, table: Table, range: DateRange) -> Result<Vec<DataFile>, StoreError> {
+        // The compaction folder is listed before and after the table: when it changed in
+        // between (a manifest came or went, or the generation object was rewritten because a
+        // compaction started switching a day), the table listing may mix both sides of a
+        // switch, so it is taken again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let before = manifest::state(self).await?;
+            let manifests = manifest::read_all(self, &before).await?;
+            let files = self.list_files_raw(table, range).await?;
+            let after = manifest::state(self).await?;
+            if before == after || attempt == manifest::LIST_ATTEMPTS {
+                if before != after {
+                    tracing::warn!(
+                        "{}: compaction kept changing the dataset while {table} was listed; listing as of the last attempt",
+                        self.url
+                    );
+                }
+                return manifest::hide_replaced(self, table, files, &manifests).await;
+            }
+        }
+    }
+
+    /// Every Parquet file of `table` in `range` as stored, including both sides of a
+    /// compaction in progress: for compaction itself, which settles those first.
+    pub async fn list_files_raw(&self, table: Table, range: DateRange) -> Result<Vec<DataFile>, StoreError> {
+        let metas = self.list_objects(table.dir()).await?;
         let mut files: Vec<DataFile> = metas
             .into_iter()
             .filter(|m| m.location.extension() == Some("parquet"))

@@ -111,14 +111,19 @@ async fn corrupt_and_torn_entries_are_quarantined_and_the_others_delivered() {
 }
 
 #[test]
-fn a_half_spooled_run_is_removed_at_open() {
+fn a_half_spooled_run_of_a_writer_that_is_gone_is_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), DEFAULT_LIMIT).unwrap();
-    let leftover = dir.path().join(TMP).join("0190.run");
+    // A writer that is gone (no process has pid 2^22 + 1 on Linux, whose pid_max is at most
+    // 2^22) and one that is still writing: this test's own process.
+    let leftover = dir.path().join(TMP).join(format!("0190.{}.partial", (1 << 22) + 1));
+    let in_progress = dir.path().join(TMP).join(format!("0191.{}.partial", std::process::id()));
     fs::write(&leftover, b"FATHOM-SPOOL/1\n{\"run_").unwrap();
+    fs::write(&in_progress, b"FATHOM-SPOOL/1\n{\"run_").unwrap();
     drop(spool);
     let spool = Spool::open(dir.path(), DEFAULT_LIMIT).unwrap();
     assert!(!leftover.exists());
+    assert!(in_progress.exists(), "another writer's staging file was removed");
     assert!(spool.entries().unwrap().is_empty());
 }
 
