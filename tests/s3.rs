@@ -341,3 +341,97 @@ fn compaction_on_s3_keeps_every_row_and_a_late_retry_writes_nothing() {
         json(&ok(with_env(bin("fathom-analyzer"), &s3).args(["summary", "--json", "--dataset", &url])));
     assert!(!summary["series"].as_array().unwrap().is_empty(), "{summary}");
 }
+
+fn daemon(s3: &S3Server, dir: &Path, schedules: &Path) -> Child {
+    with_env(bin("fathom-collector"), s3)
+        .args(["daemon", "--host", "night-host", "--schedules"])
+        .arg(schedules)
+        .arg("--state-file")
+        .arg(dir.join("state"))
+        .arg("--spool")
+        .arg(dir.join("spool"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Run ids the daemon's output says it completed or recorded.
+fn reported_runs(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("daemon: ") && !l.contains("interrupted"))
+        .filter_map(|l| {
+            let tail =
+                l.rsplit_once(", run ").map(|(_, t)| t).or_else(|| l.split_once(": run ").map(|(_, t)| t))?;
+            tail.split_whitespace().next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// The daemon as it lives through a night: the store goes away for a while (runs pile up in
+/// the spool and go out when it is back), then the daemon itself is killed and started again.
+/// Every run it reported is in the dataset exactly once.
+#[test]
+fn the_daemon_rides_out_a_store_outage_and_its_own_kill_without_losing_or_doubling_a_run() {
+    let mut s3 = S3Server::start("bench");
+    let url = s3.url("nightly");
+    let tmp = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let hhmm = |m: i64| (now + chrono::Duration::minutes(m)).format("%H:%M").to_string();
+    let schedules = tmp.path().join("schedules.toml");
+    std::fs::write(
+        &schedules,
+        format!(
+            "[[schedule]]\nname = \"often\"\ncron = \"*/2 * * * * *\"\ntimezone = \"UTC\"\nprobes = [\"cpu.flops\"]\n\
+             window = {{ days = [\"*\"], start = \"{}\", end = \"{}\" }}\ndataset = \"{url}\"\n\
+             params = {{ \"cpu.flops.budget\" = \"200ms\" }}\n",
+            hhmm(-60),
+            hhmm(60)
+        ),
+    )
+    .unwrap();
+    let mut first = daemon(&s3, tmp.path(), &schedules);
+    std::thread::sleep(Duration::from_secs(4));
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(7));
+    let spool = tmp.path().join("spool");
+    let piled_up = waiting(&spool);
+    s3.restart();
+    std::thread::sleep(Duration::from_secs(9));
+    first.kill().unwrap(); // SIGKILL, wherever it is.
+    let killed = first.wait_with_output().unwrap();
+    let out1 = String::from_utf8_lossy(&killed.stdout).into_owned();
+    let err1 = String::from_utf8_lossy(&killed.stderr).into_owned();
+    let second = daemon(&s3, tmp.path(), &schedules);
+    std::thread::sleep(Duration::from_secs(5));
+    Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    let done = second.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let out2 = String::from_utf8_lossy(&done.stdout).into_owned();
+    // Whatever the last seconds left behind goes out with the operator's flush.
+    ok(with_env(bin("fathom-collector"), &s3).args(["spool", "flush", "--spool"]).arg(&spool));
+
+    let mut reported: Vec<String> = reported_runs(&out1);
+    reported.extend(reported_runs(&out2));
+    let interrupted = out2.lines().filter(|l| l.contains("was interrupted by a stop")).count();
+    let view = pyarrow_view(&s3, &url);
+    let delivered: BTreeSet<String> =
+        view["run_id_list"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let rows = view["runs"]["rows"].as_u64().unwrap() as usize;
+    let reported_set: BTreeSet<String> = reported.iter().cloned().collect();
+    let lost = reported_set.difference(&delivered).count();
+    eprintln!(
+        "daemon fault test: runs reported {} (+{interrupted} interrupted, recorded as failed), delivered {}, \
+         duplicates {}, lost {lost}; {piled_up} waited in the spool during the outage",
+        reported_set.len(),
+        delivered.len(),
+        rows - delivered.len()
+    );
+    assert!(piled_up >= 2, "runs should pile up while the store is down: {piled_up}\n{out1}");
+    assert!(reported_set.len() >= 8, "{out1}\n{out2}");
+    assert_eq!(reported_set.len(), reported.len(), "a run id reported twice");
+    assert_eq!(rows, delivered.len(), "duplicates: {view}");
+    assert_eq!(lost, 0, "lost runs:\n{out1}\n{out2}\n{view}");
+    assert_eq!(delivered.len(), reported_set.len() + interrupted, "{view}");
+    assert!(err1.contains("unreachable") && err1.contains("wait in the spool"), "{err1}");
+}

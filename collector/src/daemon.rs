@@ -206,12 +206,17 @@ fn start_uploader(
                     backoff(failures - 1, Duration::from_secs(2), Duration::from_secs(300))
                 }
             };
-            match wake.recv_timeout(wait) {
-                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            // A newly spooled run is uploaded at once, unless the store is failing: then it
+            // waits for the backoff's end with the others.
+            let until = Instant::now() + wait;
+            loop {
+                match wake.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(()) if failures == 0 => break,
+                    Ok(()) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
             }
-            // A run spooled while backing off waits for the backoff's end, not the other way.
-            while wake.try_recv().is_ok() {}
         }
     })
 }
@@ -337,7 +342,13 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                     Decision::Record { schedule, fire, status, reason } => {
                         let s = &agenda.schedules[schedule];
                         let record = not_run_record(s, &opts.host, fire.at, status, &reason);
-                        println!("daemon: {} at {}: {} ({reason})", s.name, fire.at, record.status.as_str());
+                        println!(
+                            "daemon: {} at {}: {} ({reason}), run {}",
+                            s.name,
+                            fire.at,
+                            record.status.as_str(),
+                            record.run_id
+                        );
                         spool_run(&spool, &dataset_of(s)?, &record, &[], &[], &wake);
                     }
                     Decision::Start { schedule, fire, deadline } => {
