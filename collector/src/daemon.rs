@@ -323,7 +323,7 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                 match load_schedules(&opts.schedules) {
                     Ok(s) => {
                         println!("daemon: reloaded {} schedules", s.len());
-                        agenda = Agenda::new(s, Utc::now());
+                        agenda.reload(s);
                     }
                     Err(e) => eprintln!("daemon: reload refused, keeping the old schedules: {e:#}"),
                 }

@@ -84,6 +84,33 @@ impl Agenda {
         Agenda { schedules, seen, queue: VecDeque::new(), running: None, last_run: None }
     }
 
+    /// New schedules (SIGHUP) in place of the old, without forgetting where planning stands:
+    /// a schedule kept by name keeps how far it was taken and its queued fire (a start
+    /// deferred by the guard still waits), and a new one takes fire times from the last step
+    /// on, so none that passed while the files were being edited is lost.
+    pub fn reload(&mut self, schedules: Vec<Schedule>) {
+        let last_step = self.seen.iter().copied().max();
+        let index_of = |name: &str| schedules.iter().position(|s| s.name == name);
+        let seen = schedules
+            .iter()
+            .map(|s| {
+                let old = self.schedules.iter().position(|o| o.name == s.name);
+                old.map(|i| self.seen[i]).or(last_step).unwrap_or_else(Utc::now)
+            })
+            .collect();
+        let queue = std::mem::take(&mut self.queue)
+            .into_iter()
+            .filter_map(|mut p| {
+                p.schedule = index_of(&self.schedules[p.schedule].name)?;
+                Some(p)
+            })
+            .collect();
+        let remap = |r: usize| index_of(&self.schedules[r].name);
+        let running = self.running.and_then(|(r, at)| Some((remap(r)?, at)));
+        let last_run = self.last_run.and_then(|(r, from, to)| Some((remap(r)?, from, to)));
+        *self = Agenda { schedules, seen, queue, running, last_run };
+    }
+
     /// Whether a run is going, and since when.
     pub fn running(&self) -> Option<(usize, DateTime<Utc>)> {
         self.running

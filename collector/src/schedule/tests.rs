@@ -480,3 +480,42 @@ fn fire_times_during_a_blocking_run_are_skipped_because_of_it() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_reload_keeps_a_deferred_start_and_takes_a_new_schedules_fire_times_from_the_last_step() {
+    use crate::schedule::agenda::{Agenda, Decision, Load};
+    let guarded = || {
+        one("[[schedule]]\nname = \"guarded\"\ncron = \"0 0 1 * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+             window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n\
+             guard = { load_average_above = 2.0, action = \"defer\" }\n")
+        .unwrap()
+    };
+    let added = one(
+        "[[schedule]]\nname = \"added\"\ncron = \"0 10 1 * * *\"\ntimezone = \"UTC\"\nsuite = \"quick\"\n\
+         window = { days = [\"*\"], start = \"01:00\", end = \"05:00\" }\n",
+    )
+    .unwrap();
+    let busy = Load { cpu_busy: 0.9, load_average: 8.0 };
+    let quiet = Load { cpu_busy: 0.0, load_average: 0.0 };
+    let mut agenda = Agenda::new(vec![guarded()], utc("2026-12-07T00:00:00Z"));
+    assert!(agenda.step(utc("2026-12-07T01:00:00Z"), "h", busy).is_empty(), "deferred, not recorded yet");
+    // The files change at 01:20 (the new schedule's 01:10 passed meanwhile) and the load is gone.
+    agenda.reload(vec![added, guarded()]);
+    let d = agenda.step(utc("2026-12-07T01:20:00Z"), "h", quiet);
+    let started: Vec<String> = d
+        .iter()
+        .filter_map(|x| match x {
+            Decision::Start { schedule, fire, .. } => {
+                Some(format!("{} {}", agenda.schedules[*schedule].name, fire.at))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["guarded 2026-12-07 01:00:00 UTC"], "the deferred start survives the reload: {d:?}");
+    agenda.finished(utc("2026-12-07T01:30:00Z"));
+    let d = agenda.step(utc("2026-12-07T01:30:00Z"), "h", quiet);
+    assert!(
+        d.iter().any(|x| matches!(x, Decision::Start { fire, .. } if fire.at == utc("2026-12-07T01:10:00Z"))),
+        "the new schedule's 01:10, which passed during the reload, runs: {d:?}"
+    );
+}
