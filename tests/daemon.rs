@@ -87,9 +87,18 @@ fn open_windows_run_closed_ones_do_not_and_suites_never_overlap() {
         }
     }
     // Every run went through the spool and out of it: what was spooled is in the dataset.
-    let delivered =
-        out.lines().filter(|l| l.starts_with("upload: run ") && l.contains(" delivered to ")).count();
-    assert!(delivered >= started, "{delivered} delivered of {started} started:\n{out}");
+    let finished: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once(": run ").filter(|_| l.starts_with("daemon: ")).map(|(_, t)| t))
+        .filter_map(|t| t.split_whitespace().next())
+        .collect();
+    assert!(!finished.is_empty(), "{out}");
+    for id in &finished {
+        assert!(
+            out.contains(&format!("upload: run {id} delivered to ")),
+            "run {id} was not delivered:\n{out}"
+        );
+    }
     let status = json(&ok(bin("fathom-collector")
         .args(["spool", "status", "--json", "--spool"])
         .arg(tmp.path().join("spool"))));

@@ -127,6 +127,18 @@ fn a_run_refused_by_the_store_stays_in_the_spool_and_no_secret_is_printed() {
             "a secret was printed:\n{text}"
         );
     }
+    // Neither does the operator's flush, nor the daemon's uploader (the same report).
+    let mut flush = with_env(bin("fathom-collector"), &s3);
+    flush.env("AWS_SECRET_ACCESS_KEY", wrong_secret).args(["spool", "flush", "--spool"]).arg(&spool);
+    let out = run(&mut flush);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 still waiting"), "{}", stdout(&out));
+    for text in [&stderr(&out), &stdout(&out)] {
+        assert!(
+            !text.contains(wrong_secret) && !text.contains(SECRET_ACCESS_KEY),
+            "a secret was printed:\n{text}"
+        );
+    }
     let status =
         json(&ok(bin("fathom-collector").args(["spool", "status", "--json", "--spool"]).arg(&spool)));
     assert_eq!(status["waiting"], 1, "{status}");
@@ -244,8 +256,8 @@ fn uploads_cut_off_by_a_killed_collector_or_a_killed_server_deliver_every_run_ex
     let out = uploader.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "a flush that could not finish fails: {}",
+        Some(75),
+        "a flush that could not finish says so (EX_TEMPFAIL): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let report = json(&String::from_utf8_lossy(&out.stdout));
@@ -255,7 +267,7 @@ fn uploads_cut_off_by_a_killed_collector_or_a_killed_server_deliver_every_run_ex
 
     // While the store is down, a flush fails fast and keeps everything.
     let out = run(with_env(bin("fathom-collector"), &s3).args(["spool", "flush", "--spool"]).arg(&spool_dir));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(75));
     assert_eq!(waiting(&spool_dir), after_outage);
 
     // 3. One waiting entry is damaged on disk.

@@ -9,3 +9,4 @@ pub mod load;
 pub mod report;
 pub mod runs;
 pub mod selector;
+pub mod series_input;

@@ -627,6 +627,7 @@ pub fn calibrate(setup: &Setup, options: &Options, progress: &dyn Fn(&str)) -> R
             effort: options.effort,
             overrides: overrides.clone(),
             deadline: None,
+            run_id: None,
         };
         let mut round = 0;
         while round < options.rounds

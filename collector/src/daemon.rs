@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use fathom_datasets::store::{Dataset, default_url};
+use fathom_datasets::store::default_url;
 use fathom_datasets::write::EncodedRun;
 use fathom_datasets::{Measurement, RunRecord, RunStatus, Sample};
 
@@ -115,6 +115,13 @@ impl LoadSampler {
     }
 }
 
+/// A state file that cannot be written costs catch-up after a restart, not tonight's runs.
+fn keep_state(path: &Path, at: DateTime<Utc>) {
+    if let Err(e) = write_state(path, at) {
+        eprintln!("daemon: warning: {e:#}; fire times missed before a restart may not be caught up");
+    }
+}
+
 fn read_state(path: &Path) -> Option<DateTime<Utc>> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -129,10 +136,15 @@ fn write_state(path: &Path, at: DateTime<Utc>) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
 }
 
-/// The dataset URL a schedule writes to, as the spool records it.
-fn dataset_of(s: &Schedule) -> Result<String> {
+/// The dataset URL a schedule writes to, as the spool records it: a local path made absolute
+/// (a `spool flush` may run from another folder), nothing created or contacted here, so a
+/// store that is down or a full disk never stops the daemon; the upload reports those.
+fn dataset_of(s: &Schedule) -> String {
     let url = s.dataset.clone().unwrap_or_else(default_url);
-    Ok(Dataset::create(&url)?.url().to_string())
+    if url.contains("://") {
+        return url;
+    }
+    std::path::absolute(&url).map(|p| p.display().to_string()).unwrap_or(url)
 }
 
 /// Spools a run for its upload. A full spool or a disk error loses this one run, with an
@@ -158,32 +170,24 @@ fn spool_run(
 
 /// Uploads the spool in the background: at once when a run is spooled, again with
 /// exponential backoff (2 s doubling to 5 min) while a dataset cannot be reached, and every
-/// ten minutes anyway. It ends when the daemon drops the sender.
+/// ten minutes anyway; never while a suite runs (`busy`), since its I/O and CPU would be the
+/// collector's own and escape the foreign-load check. It ends when the daemon drops the sender.
 fn start_uploader(
-    dir: PathBuf,
-    limit: u64,
+    spool: Spool,
+    busy: Arc<AtomicBool>,
     wake: std::sync::mpsc::Receiver<()>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => return eprintln!("upload: error: cannot start: {e}"),
-        };
-        let spool = match Spool::open(&dir, limit) {
-            Ok(s) => s,
-            Err(e) => return eprintln!("upload: error: {e}"),
-        };
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(std::thread::spawn(move || {
         let mut failures = 0u32;
         loop {
-            let wait = match runtime.block_on(spool.flush(None)) {
+            let wait = match runtime.block_on(spool.flush(Some(&busy))) {
+                Ok(report) if report.paused && report.errors.is_empty() => {
+                    print_deliveries(&report);
+                    Duration::from_secs(1)
+                }
                 Ok(report) => {
-                    for d in &report.delivered {
-                        let what = if d.already_there { "was already in" } else { "delivered to" };
-                        println!("upload: run {} {what} {}", d.run_id, d.dataset);
-                    }
-                    for (run_id, reason) in &report.quarantined {
-                        eprintln!("upload: warning: run {run_id} quarantined: {reason}");
-                    }
+                    print_deliveries(&report);
                     if report.errors.is_empty() {
                         failures = 0;
                         Duration::from_secs(600)
@@ -218,7 +222,17 @@ fn start_uploader(
                 }
             }
         }
-    })
+    }))
+}
+
+fn print_deliveries(report: &crate::spool::FlushReport) {
+    for d in &report.delivered {
+        let what = if d.already_there { "was already in" } else { "delivered to" };
+        println!("upload: run {} {what} {}", d.run_id, d.dataset);
+    }
+    for (run_id, reason) in &report.quarantined {
+        eprintln!("upload: warning: run {run_id} quarantined: {reason}");
+    }
 }
 
 /// The run going on, kept beside the spool while it runs: a daemon killed mid-run (or a host
@@ -232,12 +246,18 @@ struct Journal {
     run: RunRecord,
 }
 
+/// Synced, then renamed and the folder synced, so a power cut leaves the old journal or the
+/// new one, never an empty file.
 fn write_journal(spool: &Spool, journal: &Journal) -> Result<()> {
+    use std::io::Write as _;
     let path = spool.dir().join(JOURNAL);
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(journal)?)
+    let mut file = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(&serde_json::to_vec(journal)?)
+        .and_then(|_| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+    std::fs::File::open(spool.dir()).and_then(|d| d.sync_all()).context("syncing the spool folder")
 }
 
 fn clear_journal(spool: &Spool) {
@@ -249,6 +269,9 @@ fn recover_interrupted(spool: &Spool, wake: &std::sync::mpsc::Sender<()>) {
     let path = spool.dir().join(JOURNAL);
     let Ok(text) = std::fs::read(&path) else { return };
     match serde_json::from_slice::<Journal>(&text) {
+        // The run was spooled before the stop (the kill came between that and clearing the
+        // journal): its real record is there, and nothing is to be added.
+        Ok(Journal { run, .. }) if spool.holds(&run.run_id) => {}
         Ok(Journal { dataset, mut run }) => {
             run.status = RunStatus::Failed;
             run.status_reason = Some(
@@ -314,16 +337,29 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
     }
     let (wake, woken) = std::sync::mpsc::channel();
     recover_interrupted(&spool, &wake);
-    let uploader = start_uploader(opts.spool.clone(), opts.spool_limit, woken);
+    let busy = Arc::new(AtomicBool::new(false));
+    let uploader = start_uploader(spool.clone(), busy.clone(), woken).context("starting the uploader")?;
     let sampler_stop = Arc::new(AtomicBool::new(false));
     let sampler = LoadSampler::start(sampler_stop.clone());
     let result = (|| -> Result<()> {
         while !stop.is_cancelled() {
+            if uploader.is_finished() {
+                anyhow::bail!("the uploader stopped unexpectedly; runs stay in the spool for the next start");
+            }
             if reload.swap(false, Ordering::SeqCst) {
                 match load_schedules(&opts.schedules) {
                     Ok(s) => {
                         println!("daemon: reloaded {} schedules", s.len());
-                        agenda.reload(s);
+                        for (old, fire) in agenda.reload(s) {
+                            let reason =
+                                "its schedule was removed or renamed by a reload before it could start";
+                            let record = not_run_record(&old, &opts.host, fire.at, NotRun::Skipped, reason);
+                            println!(
+                                "daemon: {} at {}: skipped ({reason}), run {}",
+                                old.name, fire.at, record.run_id
+                            );
+                            spool_run(&spool, &dataset_of(&old), &record, &[], &[], &wake);
+                        }
                     }
                     Err(e) => eprintln!("daemon: reload refused, keeping the old schedules: {e:#}"),
                 }
@@ -336,7 +372,7 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                 .max()
                 .unwrap_or(Duration::from_secs(60));
             let decisions = agenda.step(now, &opts.host, sampler.load(over));
-            write_state(&opts.state_file, now)?;
+            keep_state(&opts.state_file, now);
             for d in decisions {
                 match d {
                     Decision::Record { schedule, fire, status, reason } => {
@@ -349,7 +385,7 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                             record.status.as_str(),
                             record.run_id
                         );
-                        spool_run(&spool, &dataset_of(s)?, &record, &[], &[], &wake);
+                        spool_run(&spool, &dataset_of(s), &record, &[], &[], &wake);
                     }
                     Decision::Start { schedule, fire, deadline } => {
                         let s = agenda.schedules[schedule].clone();
@@ -370,12 +406,35 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                             effort: suite.effort(),
                             overrides: parse_overrides(&items)?,
                             deadline: Some(Instant::now() + left),
+                            run_id: Some(RunRecord::new_id()),
                         };
-                        let url = dataset_of(&s)?;
+                        let url = dataset_of(&s);
                         let mut journal = not_run_record(&s, &opts.host, Utc::now(), NotRun::Skipped, "");
+                        journal.run_id = spec.run_id.clone().expect("set above");
                         journal.status = RunStatus::Failed;
-                        write_journal(&spool, &Journal { dataset: url.clone(), run: journal })?;
-                        let result = run_probes(&spec, &probes, host::facts(), stop, &Silent)?;
+                        if let Err(e) =
+                            write_journal(&spool, &Journal { dataset: url.clone(), run: journal.clone() })
+                        {
+                            eprintln!("daemon: warning: {e:#}; a kill during this run would go unrecorded");
+                        }
+                        busy.store(true, Ordering::SeqCst);
+                        let outcome = run_probes(&spec, &probes, host::facts(), stop, &Silent);
+                        busy.store(false, Ordering::SeqCst);
+                        let result = match outcome {
+                            Ok(result) => result,
+                            Err(e) => {
+                                journal.status_reason = Some(format!("the run could not start: {e:#}"));
+                                journal.finished_at = Utc::now();
+                                crate::runner::RunResult {
+                                    run: journal,
+                                    measurements: Vec::new(),
+                                    samples: Vec::new(),
+                                    notes: Vec::new(),
+                                    failures: Vec::new(),
+                                    skipped: Vec::new(),
+                                }
+                            }
+                        };
                         spool_run(&spool, &url, &result.run, &result.measurements, &result.samples, &wake);
                         clear_journal(&spool);
                         println!(
@@ -391,7 +450,7 @@ pub fn run(opts: &DaemonOptions, stop: &CancelToken, reload: &AtomicBool) -> Res
                                 .unwrap_or_default()
                         );
                         agenda.finished(Utc::now());
-                        write_state(&opts.state_file, Utc::now())?;
+                        keep_state(&opts.state_file, Utc::now());
                     }
                 }
             }

@@ -10,11 +10,11 @@ use fathom_collector::params::{check_all, parse_overrides, parse_pair};
 use fathom_collector::probe::{CancelToken, Probe};
 use fathom_collector::probes::{self, EFFORT_PARAMS};
 use fathom_collector::runner::{RunSpec, run_probes};
-use fathom_collector::spool::{self, Spool};
+use fathom_collector::spool::{self, Delivered, Spool};
 use fathom_collector::suite::Suite;
 use fathom_datasets::human::check_cli_url;
 use fathom_datasets::store::{Dataset, default_url};
-use fathom_datasets::write::EncodedRun;
+use fathom_datasets::write::{EncodedRun, RunWrite, put_run};
 
 #[derive(Parser)]
 #[command(name = "fathom-collector", version, about = "Benchmark this host and record the results")]
@@ -63,7 +63,7 @@ enum SpoolCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Upload every waiting run now, oldest first; exits 1 if any is still waiting.
+    /// Upload every waiting run now, oldest first; exits 75 if any is still waiting.
     ///
     /// Safe beside a running daemon: only one of them uploads at a time, and a run already
     /// in its dataset is never written twice. Example: fathom-collector spool flush
@@ -302,6 +302,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let url = args.dataset.clone().unwrap_or_else(default_url);
     check_cli_url(&url).map_err(anyhow::Error::msg)?;
     let dataset = Dataset::create(&url)?;
+    // Opened before the probes run: a spool that cannot be used is said now, and the run then
+    // goes straight to the dataset as before.
+    let spool_dir = args.spool.clone().unwrap_or_else(spool::default_dir);
+    let spool = Spool::open(&spool_dir, spool::DEFAULT_LIMIT)
+        .map_err(|e| eprintln!("warning: {e}; the run will be written straight to {}", dataset.url()))
+        .ok();
     // One worker thread: it waits for Ctrl-C or SIGTERM while probes run on this thread.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let cancel = CancelToken::default();
@@ -335,6 +341,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         effort: args.suite.effort(),
         overrides,
         deadline: None,
+        run_id: None,
     };
     let reporter = ProgressReporter::new(probes.len());
     let result = run_probes(&spec, &probes, host::facts(), &cancel, &reporter);
@@ -343,11 +350,25 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let result = result?;
 
     // Kept in the spool first, then uploaded: a store that is down keeps the run, not loses it.
-    let spool = Spool::open(&args.spool.clone().unwrap_or_else(spool::default_dir), spool::DEFAULT_LIMIT)?;
     let encoded = EncodedRun::encode(&result.run, &result.measurements, &result.samples)?;
-    let delivered = runtime
-        .block_on(spool.deliver(dataset.url(), &encoded, 3))
-        .with_context(|| format!("keeping run {} in the spool", result.run.run_id))?;
+    let delivered =
+        match spool.as_ref().map(|spool| runtime.block_on(spool.deliver(dataset.url(), &encoded, 3))) {
+            Some(Ok(outcome)) => outcome,
+            unspooled => {
+                if let Some(Err(e)) = unspooled {
+                    eprintln!("warning: {e}; writing the run straight to {}", dataset.url());
+                }
+                let written = runtime
+                    .block_on(put_run(&dataset, &encoded))
+                    .with_context(|| format!("writing run {} to {}", result.run.run_id, dataset.url()))?;
+                Ok(Delivered {
+                    run_id: result.run.run_id.clone(),
+                    dataset: dataset.url().to_string(),
+                    already_there: written == RunWrite::AlreadyDelivered,
+                    bytes: encoded.bytes(),
+                })
+            }
+        };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run_json(&result, Some(dataset.url())))?);
     } else {
@@ -363,7 +384,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                  it is kept in the spool {} and uploaded by the daemon or `fathom-collector spool flush`",
                 result.run.run_id,
                 dataset.url(),
-                spool.dir().display()
+                spool_dir.display()
             );
             // EX_TEMPFAIL: nothing is lost, try again later.
             return Ok(ExitCode::from(75));
@@ -627,5 +648,6 @@ fn spool_flush(dir: Option<std::path::PathBuf>, json: bool) -> Result<ExitCode> 
             report.waiting
         );
     }
-    Ok(if report.waiting > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    // EX_TEMPFAIL while runs still wait, so a timer can tell "try later" from a real failure.
+    Ok(if report.waiting > 0 { ExitCode::from(75) } else { ExitCode::SUCCESS })
 }

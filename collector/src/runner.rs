@@ -35,6 +35,8 @@ pub struct RunSpec {
     pub overrides: Overrides,
     /// Caps the whole run (a maintenance window's end); `None` for no cap.
     pub deadline: Option<Instant>,
+    /// The run's id, when the caller must know it before the run (the daemon's journal).
+    pub run_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -59,7 +61,7 @@ pub fn run_probes(
     let started_at = Utc::now();
     let mut result = RunResult {
         run: RunRecord {
-            run_id: RunRecord::new_id(),
+            run_id: spec.run_id.clone().unwrap_or_else(RunRecord::new_id),
             host: spec.host.clone(),
             role: spec.role.clone(),
             labels: spec.labels.clone(),
@@ -204,6 +206,7 @@ mod tests {
             effort: crate::suite::Suite::Quick.effort(),
             overrides: Overrides::new(),
             deadline: None,
+            run_id: None,
         }
     }
 

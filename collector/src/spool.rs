@@ -14,7 +14,7 @@
 //! - `lock`: held by whoever uploads, so the daemon and `spool flush` never upload the same
 //!   entry at once.
 //!
-//! Uploads go in run-id order (UUIDv7: the order the runs were spooled), per dataset; the first
+//! Uploads go in run-id order (UUIDv7: the order the runs started), per dataset; the first
 //! store error of a dataset holds back that dataset's later entries until the next attempt.
 //! A retry is harmless: [`put_run`] names every object by the run id and skips a run whose
 //! delivered marker exists.
@@ -24,6 +24,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,6 +87,7 @@ pub struct Entry {
     pub bytes: u64,
 }
 
+#[derive(Debug, Clone)]
 pub struct Spool {
     dir: PathBuf,
     limit: u64,
@@ -190,14 +192,19 @@ impl Spool {
         }
         let name = format!("{}.run", run.run_id);
         let tmp = self.dir.join(TMP).join(format!("{}.{}.partial", run.run_id, std::process::id()));
-        let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(MAGIC).map_err(io(&tmp))?;
-        file.write_all(&head).map_err(io(&tmp))?;
-        for (_, bytes) in &run.files {
-            file.write_all(bytes).map_err(io(&tmp))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(MAGIC)?;
+            file.write_all(&head)?;
+            for (_, bytes) in &run.files {
+                file.write_all(bytes)?;
+            }
+            file.sync_all()
+        };
+        if let Err(cause) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(SpoolError::Io { path: tmp.display().to_string(), cause });
         }
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
         let ready_dir = self.dir.join(READY);
         let ready = ready_dir.join(&name);
         fs::rename(&tmp, &ready).map_err(io(&ready))?;
@@ -227,9 +234,14 @@ impl Spool {
     }
 
     /// Reads an entry back; any mismatch (header, length, checksum, a file that is not the
-    /// table's Parquet) is a reason to quarantine it.
-    pub fn read(entry: &Entry) -> Result<Spooled, String> {
-        let data = Bytes::from(fs::read(&entry.path).map_err(|e| format!("cannot read: {e}"))?);
+    /// table's Parquet) is a reason to quarantine it, a failed read only to try again later.
+    pub fn read(entry: &Entry) -> Result<Spooled, ReadError> {
+        let data =
+            Bytes::from(fs::read(&entry.path).map_err(|e| ReadError::Io(format!("cannot read: {e}")))?);
+        Self::decode(entry, data).map_err(ReadError::Corrupt)
+    }
+
+    fn decode(entry: &Entry, data: Bytes) -> Result<Spooled, String> {
         let rest = data.strip_prefix(MAGIC).ok_or("not a spool entry (bad magic)")?;
         let newline = rest.iter().position(|&b| b == b'\n').ok_or("the header is cut off")?;
         let header: Header =
@@ -272,6 +284,7 @@ impl Spool {
     /// Moves a bad entry aside, with the reason next to it.
     pub fn quarantine(&self, entry: &Entry, reason: &str) -> Result<PathBuf, SpoolError> {
         let dir = self.dir.join(QUARANTINE);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
         let target = dir.join(entry.path.file_name().expect("an entry has a name"));
         fs::rename(&entry.path, &target).map_err(io(&target))?;
         let why = target.with_extension("reason");
@@ -303,23 +316,42 @@ impl Spool {
         }
     }
 
-    /// Uploads the waiting runs in order (only `only`'s entry when given) and removes each one
-    /// once it is in its dataset. Store errors stop that dataset's later entries, to keep the
-    /// order; corrupt entries are quarantined and the rest go on.
-    pub async fn flush(&self, only: Option<&str>) -> Result<FlushReport, SpoolError> {
+    /// Uploads the waiting runs in order and removes each one once it is in its dataset.
+    /// Store errors stop that dataset's later entries, to keep the order; corrupt entries are
+    /// quarantined and the rest go on. `pause` (the daemon's "a suite is running") makes it
+    /// stop between entries, so uploads never run beside a benchmark.
+    pub async fn flush(&self, pause: Option<&AtomicBool>) -> Result<FlushReport, SpoolError> {
         let _lock = self.lock().await?;
         let mut report = FlushReport::default();
         let mut failed: HashSet<String> = HashSet::new();
         let mut datasets: BTreeMap<String, Dataset> = BTreeMap::new();
         for entry in self.entries()? {
-            if only.is_some_and(|id| id != entry.run_id) {
+            if pause.is_some_and(|p| p.load(Ordering::SeqCst)) {
+                report.waiting += 1;
+                report.paused = true;
+                continue;
+            }
+            // The header alone says the dataset: entries of one that already failed are not
+            // read in full (an outage would otherwise reread the whole spool every retry).
+            if header_of(&entry.path).is_some_and(|h| failed.contains(&h.dataset)) {
+                report.waiting += 1;
                 continue;
             }
             let spooled = match Spool::read(&entry) {
                 Ok(s) => s,
-                Err(reason) => {
-                    self.quarantine(&entry, &reason)?;
-                    report.quarantined.push((entry.run_id.clone(), reason));
+                Err(ReadError::Io(reason)) => {
+                    tracing::warn!("spool: {}: {reason}; trying again later", entry.path.display());
+                    report.waiting += 1;
+                    continue;
+                }
+                Err(ReadError::Corrupt(reason)) => {
+                    match self.quarantine(&entry, &reason) {
+                        Ok(_) => report.quarantined.push((entry.run_id.clone(), reason)),
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            report.waiting += 1;
+                        }
+                    }
                     continue;
                 }
             };
@@ -341,7 +373,10 @@ impl Spool {
             };
             match put_run(&dataset, &spooled.run).await {
                 Ok(outcome) => {
-                    self.remove(&entry)?;
+                    if let Err(e) = self.remove(&entry) {
+                        // Delivered all the same; the next flush finds its marker.
+                        tracing::error!("{e}");
+                    }
                     report.delivered.push(Delivered {
                         run_id: entry.run_id.clone(),
                         dataset: dataset.url().to_string(),
@@ -357,6 +392,11 @@ impl Spool {
             }
         }
         Ok(report)
+    }
+
+    /// Whether an entry for `run_id` is waiting.
+    pub fn holds(&self, run_id: &str) -> bool {
+        self.dir.join(READY).join(format!("{run_id}.run")).exists()
     }
 
     /// What is waiting, for `spool status`.
@@ -399,8 +439,9 @@ impl Spool {
         })
     }
 
-    /// Spools a run and then tries to upload it, `attempts` times with exponential backoff.
-    /// Returns whether it was delivered; a run not delivered stays in the spool.
+    /// Spools a run and then tries to upload the spool (older entries first, this run among
+    /// them), `attempts` times with exponential backoff. Returns whether this run was
+    /// delivered; a run not delivered stays in the spool.
     pub async fn deliver(
         &self,
         dataset: &str,
@@ -414,14 +455,29 @@ impl Spool {
                 tokio::time::sleep(backoff(attempt - 1, Duration::from_secs(1), Duration::from_secs(30)))
                     .await;
             }
-            let report = self.flush(Some(&run.run_id)).await?;
-            if let Some(d) = report.delivered.into_iter().next() {
+            let report = self.flush(None).await?;
+            if let Some(d) = report.delivered.into_iter().find(|d| d.run_id == run.run_id) {
                 return Ok(Ok(d));
             }
-            if let Some((_, reason)) = report.quarantined.into_iter().next() {
+            if let Some((_, reason)) = report.quarantined.into_iter().find(|(id, _)| *id == run.run_id) {
                 return Ok(Err(format!("the spooled copy was corrupt and is quarantined: {reason}")));
             }
-            last = report.errors.into_iter().map(|(_, e)| e).next().unwrap_or_default();
+            if !self.holds(&run.run_id) {
+                // Another uploader (the daemon, a flush timer) took it out in between.
+                let bytes = run.bytes();
+                return Ok(Ok(Delivered {
+                    run_id: run.run_id.clone(),
+                    dataset: dataset.to_string(),
+                    already_there: true,
+                    bytes,
+                }));
+            }
+            last = report
+                .errors
+                .into_iter()
+                .find(|(url, _)| url == dataset)
+                .map(|(_, e)| e)
+                .unwrap_or_else(|| "an older run of this dataset could not be read".into());
             tracing::warn!("upload of run {} failed (attempt {}): {last}", run.run_id, attempt + 1);
         }
         Ok(Err(last))
@@ -463,6 +519,15 @@ pub struct Delivered {
     pub bytes: u64,
 }
 
+/// Why an entry could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The file could not be read (a passing I/O error): left for a later try.
+    Io(String),
+    /// What was read is not a sound entry: quarantined.
+    Corrupt(String),
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct FlushReport {
     pub delivered: Vec<Delivered>,
@@ -471,6 +536,8 @@ pub struct FlushReport {
     /// Dataset and error, one per failure.
     pub errors: Vec<(String, String)>,
     pub quarantined: Vec<(String, String)>,
+    /// It stopped early because a suite started.
+    pub paused: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -137,7 +137,7 @@ fn parse(url: &str) -> Result<Location, StoreError> {
     }
 }
 
-/// Retries within one request stay short (a few attempts, 20 s in all): an upload that
+/// Retries within one request stay short (3 retries, none started after 20 s): an upload that
 /// cannot get through leaves the run in the collector's spool, whose own backoff goes on for as
 /// long as the outage lasts. object_store's default retries one request for three minutes.
 fn retry_config() -> RetryConfig {

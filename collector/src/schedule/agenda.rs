@@ -88,7 +88,9 @@ impl Agenda {
     /// a schedule kept by name keeps how far it was taken and its queued fire (a start
     /// deferred by the guard still waits), and a new one takes fire times from the last step
     /// on, so none that passed while the files were being edited is lost.
-    pub fn reload(&mut self, schedules: Vec<Schedule>) {
+    /// Returns the queued fires of schedules the reload removed (or renamed), with their old
+    /// schedule, for the caller to record: they will never start.
+    pub fn reload(&mut self, schedules: Vec<Schedule>) -> Vec<(Schedule, Fire)> {
         let last_step = self.seen.iter().copied().max();
         let index_of = |name: &str| schedules.iter().position(|s| s.name == name);
         let seen = schedules
@@ -98,17 +100,23 @@ impl Agenda {
                 old.map(|i| self.seen[i]).or(last_step).unwrap_or_else(Utc::now)
             })
             .collect();
-        let queue = std::mem::take(&mut self.queue)
-            .into_iter()
-            .filter_map(|mut p| {
-                p.schedule = index_of(&self.schedules[p.schedule].name)?;
-                Some(p)
-            })
-            .collect();
+        let mut dropped = Vec::new();
+        let mut queue = VecDeque::new();
+        for mut p in std::mem::take(&mut self.queue) {
+            let old = &self.schedules[p.schedule];
+            match index_of(&old.name) {
+                Some(i) => {
+                    p.schedule = i;
+                    queue.push_back(p);
+                }
+                None => dropped.push((old.clone(), p.fire)),
+            }
+        }
         let remap = |r: usize| index_of(&self.schedules[r].name);
         let running = self.running.and_then(|(r, at)| Some((remap(r)?, at)));
         let last_run = self.last_run.and_then(|(r, from, to)| Some((remap(r)?, from, to)));
         *self = Agenda { schedules, seen, queue, running, last_run };
+        dropped
     }
 
     /// Whether a run is going, and since when.

@@ -1,6 +1,7 @@
 use super::*;
 use fathom_datasets::store::DateRange;
 use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus};
+use std::sync::atomic::AtomicBool;
 
 fn record(host: &str) -> RunRecord {
     let started_at: DateTime<Utc> = "2026-03-02T01:00:00Z".parse().unwrap();
@@ -183,4 +184,26 @@ fn backoff_doubles_up_to_the_cap_with_a_little_jitter() {
         let wait = backoff(k, base, cap).as_secs_f64();
         assert!((expected..=expected * 1.1).contains(&wait), "k={k}: {wait}");
     }
+}
+
+#[tokio::test]
+async fn one_uploader_at_a_time_and_none_while_a_suite_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), DEFAULT_LIMIT).unwrap();
+    spool.add("memory://spool-lock", &encoded("db-01")).unwrap();
+    // While a suite runs, a flush leaves everything for later.
+    let busy = AtomicBool::new(true);
+    let report = spool.flush(Some(&busy)).await.unwrap();
+    assert!(report.paused && report.delivered.is_empty() && report.waiting == 1, "{report:?}");
+
+    // Another process holds the upload lock: the flush waits for it.
+    let held = spool.lock().await.unwrap();
+    let other = spool.clone();
+    let flush = tokio::spawn(async move { other.flush(None).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!flush.is_finished(), "a flush ran while another held the lock");
+    assert_eq!(spool.entries().unwrap().len(), 1);
+    drop(held);
+    let report = tokio::time::timeout(Duration::from_secs(5), flush).await.unwrap().unwrap();
+    assert_eq!(report.delivered.len(), 1, "{report:?}");
 }
