@@ -120,6 +120,25 @@ enum Command {
     ///
     /// Example: fathom-analyzer summary --dataset s3://bench/fathom --since 2026-01-01 --json
     Summary(Window),
+    /// Find level shifts in one series of your own: the detector the nightly analyses use, with
+    /// its defaults, on a CSV (`value` or `time,value`, a header optional) or a JSON array (of
+    /// numbers, `[time, value]` pairs or `{"time", "value"}` objects). Missing points (empty,
+    /// NaN, null) keep their index. Prints JSON: each change point as the 0-based index of the
+    /// first point of the new segment (and its time where given), the levels before and after,
+    /// the magnitude (after / before − 1) and the confidence.
+    ///
+    /// Example: fathom-analyzer changepoints --input series.csv
+    Changepoints {
+        /// The series file; `-` reads standard input.
+        #[arg(long)]
+        input: String,
+        /// The fewest points a segment may have (a shorter excursion is not a level).
+        #[arg(long)]
+        min_segment: Option<usize>,
+        /// The smallest relative change reported (0.01 = 1 %).
+        #[arg(long)]
+        min_magnitude: Option<f64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -197,6 +216,9 @@ fn style(format: Format) -> Style {
 fn run(command: Command) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
+        Command::Changepoints { input, min_segment, min_magnitude } => {
+            changepoints(&input, min_segment, min_magnitude)
+        }
         Command::Compare { window, source, target, scoring } => {
             let mut loader = open(&window)?;
             let report = retrying(&mut loader, |loader| {
@@ -325,4 +347,47 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn changepoints(input: &str, min_segment: Option<usize>, min_magnitude: Option<f64>) -> Result<ExitCode> {
+    use fathom_analyzer::analyses::changepoint::{Options, detect, noise_cv};
+    use std::io::Read as _;
+    let (text, origin) = if input == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        (text, "stdin".to_string())
+    } else {
+        (std::fs::read_to_string(input).with_context(|| format!("reading {input}"))?, input.to_string())
+    };
+    let series = fathom_analyzer::series_input::parse(&text, &origin)?;
+    let mut options = Options::default();
+    if let Some(m) = min_segment {
+        anyhow::ensure!(m >= 1, "--min-segment must be at least 1");
+        options.min_segment = m;
+    }
+    if let Some(m) = min_magnitude {
+        anyhow::ensure!(m.is_finite() && m >= 0.0, "--min-magnitude must be a fraction ≥ 0, e.g. 0.02");
+        options.min_magnitude = m;
+    }
+    let found = detect(&series.values, &options);
+    let points: Vec<serde_json::Value> = found
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).expect("a change point serializes");
+            if let Some(times) = &series.times {
+                v["time"] = json!(times[c.index]);
+            }
+            v
+        })
+        .collect();
+    let missing = series.values.iter().filter(|v| v.is_nan()).count();
+    let out = json!({
+        "input": origin,
+        "points": series.values.len(),
+        "missing": missing,
+        "noise_cv": noise_cv(&series.values),
+        "change_points": points,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
 }
