@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fathom_collector::spool::{DEFAULT_LIMIT, Spool};
+use fathom_datasets::RunRecord;
+use fathom_datasets::fixtures::{self, measurement};
 use fathom_datasets::write::EncodedRun;
-use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus};
 use fathom_e2e::s3::{S3Server, SECRET_ACCESS_KEY};
 use fathom_e2e::{bin, json, ok, python, run, stderr, stdout};
 
@@ -156,49 +157,10 @@ fn a_run_refused_by_the_store_stays_in_the_spool_and_no_secret_is_printed() {
     );
 }
 
+/// Run `i` of a 40-host fleet, over the last three days.
 fn record(i: usize) -> RunRecord {
-    let started_at = chrono::Utc::now() - chrono::Duration::days((i % 3) as i64);
-    RunRecord {
-        run_id: RunRecord::new_id(),
-        host: format!("fleet-{:03}", i % 40),
-        role: "target".into(),
-        labels: Default::default(),
-        tags: Default::default(),
-        suite: "quick".into(),
-        schedule: Some("nightly".into()),
-        started_at,
-        finished_at: started_at + chrono::Duration::seconds(20),
-        status: RunStatus::Ok,
-        status_reason: None,
-        collector_version: "test".into(),
-        schema_version: RunRecord::schema_version(),
-        facts: HostFacts {
-            cpu_model: "Test CPU".into(),
-            cpu_cores: 8,
-            cpu_threads: 16,
-            ..Default::default()
-        },
-    }
-}
-
-fn measurement(metric: &str, value: f64) -> Measurement {
-    Measurement {
-        probe: "cpu.aes_gcm".into(),
-        category: "cpu".into(),
-        metric: metric.into(),
-        unit: "MB/s".into(),
-        higher_is_better: true,
-        params: "buffer=16KiB".into(),
-        value,
-        mean: Some(value),
-        stddev: Some(1.0),
-        cv: Some(0.001),
-        min: Some(value - 1.0),
-        max: Some(value + 1.0),
-        n: 5,
-        disturbed: false,
-        foreign_cpu: Some(0.0),
-    }
+    let started = chrono::Utc::now() - chrono::Duration::days((i % 3) as i64);
+    fixtures::run(&format!("fleet-{:03}", i % 40), &started.to_rfc3339())
 }
 
 fn flush(s3: &S3Server, spool: &Path) -> Child {

@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod compact;
+pub mod fixtures;
 pub mod human;
 pub mod params;
 pub mod read;

@@ -1,47 +1,11 @@
 use super::*;
+use fathom_datasets::fixtures;
 use fathom_datasets::store::DateRange;
-use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus};
 use std::sync::atomic::AtomicBool;
 
-fn record(host: &str) -> RunRecord {
-    let started_at: DateTime<Utc> = "2026-03-02T01:00:00Z".parse().unwrap();
-    RunRecord {
-        run_id: RunRecord::new_id(),
-        host: host.into(),
-        role: String::new(),
-        labels: Default::default(),
-        tags: Default::default(),
-        suite: "quick".into(),
-        schedule: Some("nightly".into()),
-        started_at,
-        finished_at: started_at + chrono::Duration::seconds(30),
-        status: RunStatus::Ok,
-        status_reason: None,
-        collector_version: "test".into(),
-        schema_version: RunRecord::schema_version(),
-        facts: HostFacts { cpu_model: "Test CPU".into(), cpu_cores: 2, cpu_threads: 2, ..Default::default() },
-    }
-}
-
 fn encoded(host: &str) -> EncodedRun {
-    let m = Measurement {
-        probe: "cpu.aes_gcm".into(),
-        category: "cpu".into(),
-        metric: "encrypt_1t".into(),
-        unit: "MB/s".into(),
-        higher_is_better: true,
-        params: "buffer=16KiB".into(),
-        value: 1000.0,
-        mean: Some(1000.0),
-        stddev: Some(1.0),
-        cv: Some(0.001),
-        min: Some(999.0),
-        max: Some(1001.0),
-        n: 5,
-        disturbed: false,
-        foreign_cpu: Some(0.0),
-    };
-    EncodedRun::encode(&record(host), &[m], &[]).unwrap()
+    let run = fixtures::run(host, "2026-03-02T01:00:00Z");
+    EncodedRun::encode(&run, &[fixtures::measurement("encrypt_1t", 1000.0)], &[]).unwrap()
 }
 
 async fn runs_in(dataset: &str) -> usize {
