@@ -104,9 +104,7 @@ fn a_run_written_to_s3_reads_back_in_the_analyzer_and_in_pyarrow() {
     assert_eq!(view["run_id_list"][0], printed["run_id"], "{view}");
     assert_eq!(view["measurements"]["rows"], measured, "{view}");
     // The spool emptied itself once the upload went through.
-    let status =
-        json(&ok(bin("fathom-collector").args(["spool", "status", "--json", "--spool"]).arg(&spool)));
-    assert_eq!(status["waiting"], 0, "{status}");
+    assert_eq!(waiting(&spool), 0);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use fathom_collector::spool::{DEFAULT_LIMIT, Spool};
 use fathom_datasets::write::EncodedRun;
-use fathom_datasets::{HostFacts, Measurement, RunRecord, RunStatus};
+use fathom_datasets::{Measurement, fixtures};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,31 +23,14 @@ fn main() -> Result<()> {
     let (runs, metrics): (usize, usize) =
         (runs.parse().context("RUNS")?, metrics.parse().context("METRICS")?);
     let spool = Spool::open(std::path::Path::new(spool_dir), DEFAULT_LIMIT * 8)?;
-    let started_at = Utc::now();
+    let started_at = Utc::now().to_rfc3339();
     let started = Instant::now();
     let mut bytes = 0;
     for i in 0..runs {
-        let run = RunRecord {
-            run_id: RunRecord::new_id(),
-            host: format!("host-{i:05}"),
-            role: "target".into(),
-            labels: [("site".to_string(), format!("site-{}", i % 7))].into(),
-            tags: Default::default(),
-            suite: "standard".into(),
-            schedule: Some("nightly".into()),
-            started_at,
-            finished_at: started_at + chrono::Duration::minutes(5),
-            status: RunStatus::Ok,
-            status_reason: None,
-            collector_version: env!("CARGO_PKG_VERSION").into(),
-            schema_version: RunRecord::schema_version(),
-            facts: HostFacts {
-                cpu_model: "Bench CPU".into(),
-                cpu_cores: 16,
-                cpu_threads: 32,
-                ..Default::default()
-            },
-        };
+        let mut run = fixtures::run(&format!("host-{i:05}"), &started_at);
+        run.labels = [("site".to_string(), format!("site-{}", i % 7))].into();
+        run.suite = "standard".into();
+        run.schedule = Some("nightly".into());
         let measurements: Vec<Measurement> = (0..metrics)
             .map(|m| {
                 let value = 1000.0 + (i * 31 + m * 17) as f64 % 97.0;

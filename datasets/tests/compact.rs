@@ -1,14 +1,12 @@
 //! `fathom-datasets compact` as an operator runs it: many small uploads over two days, compacted
 //! by the binary, then validated with the same rows.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use chrono::{DateTime, Utc};
-use fathom_datasets::schema::SCHEMA_VERSION;
+use fathom_datasets::fixtures;
 use fathom_datasets::write::{RunWrite, write_run};
-use fathom_datasets::{Dataset, HostFacts, Measurement, RunRecord, RunStatus, Sample};
+use fathom_datasets::{Dataset, Measurement, Sample};
 
 const RUNS_PER_DAY: usize = 25;
 
@@ -27,51 +25,14 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn run_record(host: &str, started_at: DateTime<Utc>) -> RunRecord {
-    RunRecord {
-        run_id: RunRecord::new_id(),
-        host: host.into(),
-        role: "target".into(),
-        labels: [("site".to_string(), "fra1".to_string())].into(),
-        tags: BTreeMap::new(),
-        suite: "quick".into(),
-        schedule: Some("nightly".into()),
-        started_at,
-        finished_at: started_at + chrono::Duration::seconds(90),
-        status: RunStatus::Ok,
-        status_reason: None,
-        collector_version: "0.1.0".into(),
-        schema_version: SCHEMA_VERSION,
-        facts: HostFacts {
-            cpu_model: "Test CPU".into(),
-            cpu_cores: 8,
-            cpu_threads: 16,
-            cpu_flags: vec!["aes".into(), "avx2".into()],
-            mem_bytes: 32 << 30,
-            os: "Debian 12".into(),
-            kernel: "6.1.0".into(),
-            virtualization: "kvm".into(),
-        },
-    }
-}
-
+/// The fixture measurement, of another probe and unit where asked.
 fn measurement(probe: &str, metric: &str, unit: &str, value: f64) -> Measurement {
     Measurement {
         probe: probe.into(),
         category: probe.split('.').next().unwrap().into(),
-        metric: metric.into(),
         unit: unit.into(),
-        higher_is_better: true,
         params: String::new(),
-        value,
-        mean: Some(value),
-        stddev: Some(value * 0.01),
-        cv: Some(0.01),
-        min: Some(value * 0.99),
-        max: Some(value * 1.01),
-        n: 5,
-        disturbed: false,
-        foreign_cpu: Some(0.0),
+        ..fixtures::measurement(metric, value)
     }
 }
 
@@ -79,9 +40,8 @@ fn measurement(probe: &str, metric: &str, unit: &str, value: f64) -> Measurement
 async fn write_uploads(dataset: &Dataset) {
     for (d, day) in ["2026-03-01", "2026-03-02"].into_iter().enumerate() {
         for i in 0..RUNS_PER_DAY {
-            let started: DateTime<Utc> =
-                format!("{day}T{:02}:{:02}:00Z", 1 + i / 60, i % 60).parse().unwrap();
-            let run = run_record(&format!("web-{:02}", (i * 3 + d) % 10), started);
+            let started = format!("{day}T{:02}:{:02}:00Z", 1 + i / 60, i % 60);
+            let run = fixtures::run(&format!("web-{:02}", (i * 3 + d) % 10), &started);
             let v = (i + 1) as f64;
             let ms = vec![
                 measurement("memory.bandwidth", "read", "GB/s", 20.0 + v),

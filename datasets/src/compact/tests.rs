@@ -97,6 +97,11 @@ async fn visible_names(ds: &Dataset, table: Table, d: u32) -> Vec<String> {
 }
 
 /// One day's files as stored, grouped by table, as `run` hands them to `plan_day`.
+/// The plan a compaction of day 1 would carry out, for tests that stop it half-way.
+async fn plan_of_day_1(ds: &Dataset) -> DayPlan {
+    plan_day(ds, day(1), day_files(ds, 1).await, MAX_ROWS_PER_FILE, &mut Vec::new()).await.unwrap().unwrap()
+}
+
 async fn day_files(ds: &Dataset, d: u32) -> BTreeMap<Table, Vec<DataFile>> {
     let range = DateRange { since: Some(day(d)), until: Some(day(d)) };
     let mut tables = BTreeMap::new();
@@ -343,10 +348,7 @@ async fn a_crash_after_the_outputs_shows_each_row_once_and_is_finished_next_time
     let ds = Dataset::create("memory://compact-crash-outputs").unwrap();
     write_fleet(&ds, &[1], 6).await;
     let before = all_visible_rows(&ds).await;
-    let plan = plan_day(&ds, day(1), day_files(&ds, 1).await, MAX_ROWS_PER_FILE, &mut Vec::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let plan = plan_of_day_1(&ds).await;
     write_manifest(&ds, &plan).await.unwrap();
     put_outputs(&ds, &plan).await.unwrap();
     // Cut off here: both sides are stored, readers see one.
@@ -377,10 +379,7 @@ async fn a_crash_after_the_manifest_shows_the_inputs_and_is_rolled_back_next_tim
     let ds = Dataset::create("memory://compact-crash-manifest").unwrap();
     write_fleet(&ds, &[1], 6).await;
     let before = all_visible_rows(&ds).await;
-    let plan = plan_day(&ds, day(1), day_files(&ds, 1).await, MAX_ROWS_PER_FILE, &mut Vec::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let plan = plan_of_day_1(&ds).await;
     write_manifest(&ds, &plan).await.unwrap();
     assert_eq!(all_visible_rows(&ds).await, before);
     // One output of three stored before the crash: hidden, since the set is not complete.
@@ -411,10 +410,7 @@ async fn a_crash_after_the_manifest_shows_the_inputs_and_is_rolled_back_next_tim
 async fn a_rollback_with_inputs_gone_is_refused() {
     let ds = Dataset::create("memory://compact-damaged").unwrap();
     write_fleet(&ds, &[1], 3).await;
-    let plan = plan_day(&ds, day(1), day_files(&ds, 1).await, MAX_ROWS_PER_FILE, &mut Vec::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let plan = plan_of_day_1(&ds).await;
     write_manifest(&ds, &plan).await.unwrap();
     ds.delete(&plan.manifest.inputs(&ds)[0]).await.unwrap();
     let err = compact(&ds, &CompactOptions::default()).await.unwrap_err();
@@ -568,10 +564,7 @@ async fn readers_see_each_row_once_while_compaction_runs() {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     };
-    let plan = plan_day(&ds, day(1), day_files(&ds, 1).await, MAX_ROWS_PER_FILE, &mut Vec::new())
-        .await
-        .unwrap()
-        .unwrap();
+    let plan = plan_of_day_1(&ds).await;
     write_manifest(&ds, &plan).await.unwrap();
     reached(1).await;
     for (i, (location, bytes)) in plan.outputs.iter().enumerate() {
