@@ -9,4 +9,5 @@ pub mod load;
 pub mod report;
 pub mod runs;
 pub mod selector;
+pub mod series;
 pub mod series_input;

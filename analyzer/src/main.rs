@@ -1,5 +1,7 @@
 //! `fathom-analyzer`: turn the dataset into decisions.
 
+mod cli_fleet;
+
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -8,6 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fathom_analyzer::analyses::compare::{
     CompareReport, DEFAULT_LAST_RUNS, Side, Weights, hosts_of, overlap, side_stats,
 };
+use fathom_analyzer::analyses::delta_stats::DeltaOptions;
+use fathom_analyzer::analyses::forecast::Limit;
 use fathom_analyzer::analyses::rank::rank;
 use fathom_analyzer::analyses::summary::{SummaryRow, summarize};
 use fathom_analyzer::load::Loader;
@@ -120,6 +124,92 @@ enum Command {
     ///
     /// Example: fathom-analyzer summary --dataset s3://bench/fathom --since 2026-01-01 --json
     Summary(Window),
+    /// Per host × metric: the baseline (median of the 7 runs before the latest), the slope per
+    /// 30 days with its 95 % interval (Theil–Sen since the last change point), and the latest
+    /// run's deviation, also in noise units. Text shows the findings; JSON every series.
+    ///
+    /// Example: fathom-analyzer trends --dataset s3://bench/fathom --since 2026-01-01 --hosts 'db-*'
+    Trends(cli_fleet::Scope),
+    /// Change points in every host × metric series (degradations and improvements by the
+    /// metric's direction: date, magnitude, confidence, whether the new level still holds), and
+    /// fleet outliers: hosts far from their peers of the same hardware class. Methods:
+    /// docs/ANALYSES.md.
+    ///
+    /// Example: fathom-analyzer anomalies --since 2026-09-01 --ongoing
+    Anomalies {
+        #[command(flatten)]
+        scope: cli_fleet::Scope,
+        /// Only change points whose new level still holds.
+        #[arg(long)]
+        ongoing: bool,
+    },
+    /// How noisy each host × metric is: the robust CV over the last 30 runs (the noise the
+    /// detectors set their thresholds with) and the share of disturbed runs, graded steady,
+    /// fair or noisy, so you can see which figures to trust.
+    ///
+    /// Example: fathom-analyzer stability --metrics 'storage.*'
+    Stability(cli_fleet::Scope),
+    /// When each host crosses a limit at its current trend, with a 95 % interval: a limit is
+    /// PROBE.METRIC<VALUE (must stay below) or PROBE.METRIC>VALUE (must stay above), globs
+    /// allowed, or a TOML file of [[limit]] tables (metric, optional hosts and params globs,
+    /// max or min).
+    ///
+    /// Example: fathom-analyzer forecast --limit 'storage.rand4k.read_lat_p99<2000' --limit 'process.sample.rss_bytes<8e9'
+    Forecast {
+        #[command(flatten)]
+        scope: cli_fleet::Scope,
+        /// A limit (repeatable).
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<Limit>,
+        /// A TOML file of limits.
+        #[arg(long = "limits")]
+        limits_file: Option<String>,
+    },
+    /// Before vs after an event (an upgrade), per host × metric: the change of the median
+    /// (Hodges–Lehmann) with a rank-test interval and a verdict (improved, regressed, no_change,
+    /// inconclusive with the nights per side that would settle it), and a roll-up per metric
+    /// over the fleet.
+    ///
+    /// The event is a date or time (the same for every host), or a selector naming each host's
+    /// first run after it (tag.upgrade=kernel-6.8); or --before and --after select each side's
+    /// runs.
+    ///
+    /// Example: fathom-analyzer delta --event tag.upgrade=kernel-6.8 --metrics 'network.*'
+    Delta {
+        #[command(flatten)]
+        scope: cli_fleet::Scope,
+        /// The event: 2026-06-01, 2026-06-01T12:00:00Z, or a selector of each host's first run after it.
+        #[arg(long, value_parser = cli_fleet::parse_event, conflicts_with_all = ["before", "after"])]
+        event: Option<cli_fleet::Event>,
+        /// The runs of the before side (with --after).
+        #[arg(long, requires = "after")]
+        before: Option<Selector>,
+        /// The runs of the after side (with --before).
+        #[arg(long, requires = "before")]
+        after: Option<Selector>,
+        /// Undisturbed runs per side: the last ones before the event, the first ones after.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(3..=365))]
+        nights: u16,
+        /// The smallest relative change worth acting on: "no change" means the nights could have
+        /// shown one this large and did not.
+        #[arg(long, default_value_t = 0.05)]
+        min_effect: f64,
+    },
+    /// Score the change point detector against your own labelled history: known changes as a
+    /// CSV (header host,metric,date and optionally params, magnitude; metric as PROBE.METRIC) or
+    /// JSON (an array of such objects, or a synthetic fleet's ground_truth.json). Prints
+    /// precision and recall looking back (a report within 3 nights of a label finds it), the
+    /// delay night by night, and false alarms per 1,000 series-years, by step size where the
+    /// labels give magnitudes.
+    ///
+    /// Example: fathom-analyzer evaluate --dataset /tmp/fleet --labels /tmp/fleet/ground_truth.json
+    Evaluate {
+        #[command(flatten)]
+        scope: cli_fleet::Scope,
+        /// The labels file.
+        #[arg(long)]
+        labels: String,
+    },
     /// Find level shifts in one series of your own: the detector the nightly analyses use, with
     /// its defaults, on a CSV (`value` or `time,value`, a header optional) or a JSON array (of
     /// numbers, `[time, value]` pairs or `{"time", "value"}` objects). Missing points (empty,
@@ -141,7 +231,18 @@ enum Command {
     },
 }
 
+fn parse_limit(text: &str) -> Result<Limit, String> {
+    Limit::parse_cli(text).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
+    // `fathom-analyzer trends | head` ends quietly, as other command-line tools do, instead of
+    // panicking on the closed pipe.
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     fathom_datasets::human::init_logging(cli.verbose);
     match run(cli.command) {
@@ -218,6 +319,22 @@ fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Changepoints { input, min_segment, min_magnitude } => {
             changepoints(&input, min_segment, min_magnitude)
+        }
+        Command::Trends(scope) => cli_fleet::trends_command(&runtime, scope),
+        Command::Anomalies { scope, ongoing } => cli_fleet::anomalies_command(&runtime, scope, ongoing),
+        Command::Stability(scope) => cli_fleet::stability_command(&runtime, scope),
+        Command::Evaluate { scope, labels } => cli_fleet::evaluate_command(&runtime, scope, &labels),
+        Command::Forecast { scope, limits, limits_file } => {
+            cli_fleet::forecast_command(&runtime, scope, limits, limits_file)
+        }
+        Command::Delta { scope, event, before, after, nights, min_effect } => {
+            anyhow::ensure!(
+                min_effect.is_finite() && (0.0..1.0).contains(&min_effect),
+                "--min-effect must be a fraction from 0 to 1, e.g. 0.05"
+            );
+            let options = DeltaOptions { min_effect, ..DeltaOptions::default() };
+            let args = cli_fleet::DeltaArgs { event, before, after, nights: usize::from(nights), options };
+            cli_fleet::delta_command(&runtime, scope, args)
         }
         Command::Compare { window, source, target, scoring } => {
             let mut loader = open(&window)?;

@@ -1,0 +1,425 @@
+//! `evaluate`: the change point detector scored against a labelled history, so users can trust
+//! or tune it on their own fleet.
+//!
+//! - **Labels**: known changes (host, `probe.metric`, optionally params, the date of the first
+//!   night at the new level, optionally the magnitude), from a CSV with a header or a JSON array;
+//!   a synthetic fleet's `ground_truth.json` works as is (its steps and upgrades with an effect
+//!   are the changes, its drifts are neutral zones: a change point inside one is neither right
+//!   nor wrong).
+//! - **Looking back**: the detector runs once over the whole history; a reported change within
+//!   `tolerance` nights (3) of a label of the same series finds it (each report finds at most one
+//!   label, nearest first). Precision is over every report in the dataset (the labels are taken
+//!   as complete), recall over the labels of series in the dataset.
+//! - **Night by night**: for each label, the detector runs on the history up to each night from
+//!   the label's date on, as the nightly job would; the delay is the nights until the change is
+//!   first reported (within the tolerance), up to `MAX_DELAY`.
+//! - **False alarms**: reports matching no label and outside every neutral zone, per 1,000
+//!   series-years (a series' years are its span in nights / 365).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::changepoint::{Options, detect, noise_cv};
+use crate::series::NightlySeries;
+
+pub const TOLERANCE_NIGHTS: i64 = 3;
+/// Nights after a label the night-by-night run waits for it.
+pub const MAX_DELAY: usize = 30;
+/// Step-size buckets of the report (upper bounds of |magnitude|).
+const BUCKETS: [(f64, &str); 5] =
+    [(0.035, "<3.5%"), (0.075, "5%"), (0.15, "10%"), (0.3, "20%"), (f64::INFINITY, ">30%")];
+/// Noise buckets (upper bounds of the series' robust CV).
+const NOISE: [(f64, &str); 4] = [(0.01, "cv≤1%"), (0.02, "cv≤2%"), (0.05, "cv≤5%"), (f64::INFINITY, "cv>5%")];
+
+/// A known change, or (with `end`) a neutral zone such as a slow drift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Label {
+    pub host: String,
+    pub probe: String,
+    pub metric: String,
+    pub params: Option<String>,
+    pub date: NaiveDate,
+    pub end: Option<NaiveDate>,
+    pub magnitude: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+#[derive(Deserialize)]
+struct JsonLabel {
+    host: String,
+    #[serde(default)]
+    probe: Option<String>,
+    metric: String,
+    #[serde(default)]
+    params: Option<String>,
+    date: NaiveDate,
+    #[serde(default)]
+    end_date: Option<NaiveDate>,
+    #[serde(default)]
+    magnitude: Option<f64>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// `probe.metric` split at the last dot of the probe (`storage.rand4k.read_iops`).
+fn split_metric(probe: Option<String>, metric: &str) -> Option<(String, String)> {
+    match probe {
+        Some(p) => Some((p, metric.to_string())),
+        None => {
+            let (p, m) = metric.rsplit_once('.')?;
+            (!p.is_empty() && !m.is_empty()).then(|| (p.to_string(), m.to_string()))
+        }
+    }
+}
+
+impl JsonLabel {
+    /// `None`: not a change to score (an outlier host, an upgrade without an effect).
+    fn into_label(self, origin: &str, at: usize) -> Result<Option<Label>, LabelError> {
+        let kind = self.kind.as_deref().unwrap_or("step");
+        let (probe, metric) = split_metric(self.probe, &self.metric).ok_or_else(|| LabelError::Invalid {
+            origin: origin.to_string(),
+            message: format!(
+                "label {at}: metric {:?} is not PROBE.METRIC (or give probe separately)",
+                self.metric
+            ),
+        })?;
+        let end = match kind {
+            "drift" => Some(self.end_date.unwrap_or(self.date)),
+            "outlier_host" => return Ok(None),
+            _ if self.magnitude == Some(0.0) => return Ok(None),
+            _ => None,
+        };
+        Ok(Some(Label {
+            host: self.host,
+            probe,
+            metric,
+            params: self.params,
+            date: self.date,
+            end,
+            magnitude: self.magnitude,
+        }))
+    }
+}
+
+/// Labels from a CSV (header `host,metric,date` and optionally `params`, `magnitude`), a JSON
+/// array of such objects, or a `ground_truth.json`.
+pub fn parse_labels(text: &str, origin: &str) -> Result<Vec<Label>, LabelError> {
+    let err = |message: String| LabelError::Invalid { origin: origin.to_string(), message };
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+        let items = match value {
+            serde_json::Value::Object(mut o) => o.remove("events").ok_or_else(|| {
+                err("a JSON object must hold an \"events\" array (ground_truth.json)".into())
+            })?,
+            v => v,
+        };
+        let items: Vec<serde_json::Value> =
+            serde_json::from_value(items).map_err(|e| err(format!("not an array of labels: {e}")))?;
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let label: JsonLabel =
+                serde_json::from_value(item).map_err(|e| err(format!("label {}: {e}", i + 1)))?;
+            out.extend(label.into_label(origin, i + 1)?);
+        }
+        return Ok(out);
+    }
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let (_, header) = lines.next().ok_or_else(|| err("no labels".into()))?;
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let find = |name: &str| columns.iter().position(|c| *c == name);
+    let (Some(h), Some(m), Some(d)) = (find("host"), find("metric"), find("date")) else {
+        return Err(err(format!("line 1: the header must name host, metric and date (found {header:?})")));
+    };
+    let (p, g) = (find("params"), find("magnitude"));
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        let line_err = |what: String| err(format!("line {}: {what}", n + 1));
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+        let (probe, metric) = split_metric(None, cell(m))
+            .ok_or_else(|| line_err(format!("metric {:?} is not PROBE.METRIC", cell(m))))?;
+        let date = NaiveDate::parse_from_str(cell(d), "%Y-%m-%d")
+            .map_err(|_| line_err(format!("date {:?} is not YYYY-MM-DD", cell(d))))?;
+        let magnitude = match g.map(cell).filter(|s| !s.is_empty()) {
+            Some(s) => {
+                Some(s.parse::<f64>().map_err(|_| line_err(format!("magnitude {s:?} is not a number")))?)
+            }
+            None => None,
+        };
+        if cell(h).is_empty() {
+            return Err(line_err("host is empty".into()));
+        }
+        let params = p.map(cell).filter(|s| !s.is_empty()).map(str::to_string);
+        out.push(Label { host: cell(h).to_string(), probe, metric, params, date, end: None, magnitude });
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Score {
+    pub labels: usize,
+    pub found: usize,
+    pub recall: Option<f64>,
+    /// Nights from the change to its first report, night by night; median and 90th percentile
+    /// over the labels found within `MAX_DELAY`.
+    pub median_delay: Option<f64>,
+    pub p90_delay: Option<f64>,
+    pub found_night_by_night: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub series: usize,
+    pub series_years: f64,
+    pub tolerance_nights: i64,
+    pub reported: usize,
+    pub true_reports: usize,
+    pub neutral_reports: usize,
+    pub false_reports: usize,
+    pub precision: Option<f64>,
+    pub false_per_1000_series_years: Option<f64>,
+    #[serde(flatten)]
+    pub overall: Score,
+    /// By |magnitude| where the labels give one.
+    pub by_size: BTreeMap<&'static str, Score>,
+    /// By the series' noise (its robust CV, the detector's own estimate).
+    pub by_noise: BTreeMap<&'static str, Score>,
+    /// By size and noise: "10% cv≤2%".
+    pub by_size_and_noise: BTreeMap<String, Score>,
+    /// Reports on series without any label or neutral zone: what an operator would get as
+    /// pure false alarms.
+    pub quiet_series: usize,
+    pub quiet_series_years: f64,
+    pub quiet_reports: usize,
+    pub quiet_per_1000_series_years: Option<f64>,
+    /// Labels whose series is not in the dataset (another window, a typo).
+    pub labels_without_series: usize,
+}
+
+fn bucket(magnitude: f64) -> &'static str {
+    BUCKETS.iter().find(|(b, _)| magnitude.abs() < *b).map_or(">30%", |(_, n)| n)
+}
+
+fn noise_bucket(cv: Option<f64>) -> &'static str {
+    let cv = cv.unwrap_or(f64::INFINITY);
+    NOISE.iter().find(|(b, _)| cv <= *b).map_or("cv>5%", |(_, n)| n)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
+}
+
+/// Nights until a change near `date` is first reported when the detector runs each night.
+fn delay(series: &NightlySeries, clean: &[f64], date: NaiveDate, opts: &Options) -> Option<usize> {
+    let first = (0..series.len()).find(|&i| series.night(i) >= date)?;
+    for t in first..series.len().min(first + MAX_DELAY + 1) {
+        let near = detect(&clean[..=t], opts)
+            .iter()
+            .any(|c| (series.night(c.index) - date).num_days().abs() <= TOLERANCE_NIGHTS);
+        if near {
+            return Some((series.night(t) - date).num_days().max(0) as usize);
+        }
+    }
+    None
+}
+
+pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> Evaluation {
+    let mut by_series: BTreeMap<(&str, &str, &str), Vec<&Label>> = BTreeMap::new();
+    for l in labels {
+        by_series.entry((&l.host, &l.probe, &l.metric)).or_default().push(l);
+    }
+    let mut eval = Evaluation {
+        series: series.len(),
+        series_years: 0.0,
+        tolerance_nights: TOLERANCE_NIGHTS,
+        reported: 0,
+        true_reports: 0,
+        neutral_reports: 0,
+        false_reports: 0,
+        precision: None,
+        false_per_1000_series_years: None,
+        overall: Score::default(),
+        by_size: BTreeMap::new(),
+        by_noise: BTreeMap::new(),
+        by_size_and_noise: BTreeMap::new(),
+        quiet_series: 0,
+        quiet_series_years: 0.0,
+        quiet_reports: 0,
+        quiet_per_1000_series_years: None,
+        labels_without_series: 0,
+    };
+    let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut seen_labels = 0;
+    for s in series {
+        let years = match (s.at.first(), s.at.last()) {
+            (Some(&a), Some(&b)) => ((b - a) as f64 / 86_400e6 + 1.0) / 365.0,
+            _ => 0.0,
+        };
+        eval.series_years += years;
+        let k = &s.key;
+        let mine: Vec<&Label> = by_series
+            .get(&(k.host.as_str(), k.probe.as_str(), k.metric.as_str()))
+            .map(|ls| {
+                ls.iter().copied().filter(|l| l.params.as_deref().is_none_or(|p| p == k.params)).collect()
+            })
+            .unwrap_or_default();
+        let clean = s.clean_values();
+        let noise = noise_bucket(noise_cv(&clean));
+        let reports: Vec<NaiveDate> = detect(&clean, opts).iter().map(|c| s.night(c.index)).collect();
+        eval.reported += reports.len();
+        if mine.is_empty() {
+            eval.quiet_series += 1;
+            eval.quiet_series_years += years;
+            eval.quiet_reports += reports.len();
+        }
+        let mut used = vec![false; reports.len()];
+        let days = |a: NaiveDate, b: NaiveDate| (a - b).num_days();
+        for l in mine.iter().filter(|l| l.end.is_none()) {
+            seen_labels += 1;
+            let nearest = (0..reports.len())
+                .filter(|&i| !used[i] && days(reports[i], l.date).abs() <= TOLERANCE_NIGHTS)
+                .min_by_key(|&i| days(reports[i], l.date).abs());
+            let size = l.magnitude.map(bucket);
+            let cell = size.map(|b| format!("{b} {noise}"));
+            let scores = [
+                Some(&mut eval.overall),
+                size.map(|b| eval.by_size.entry(b).or_default()),
+                Some(eval.by_noise.entry(noise).or_default()),
+                cell.clone().map(|c| eval.by_size_and_noise.entry(c).or_default()),
+            ];
+            for score in scores.into_iter().flatten() {
+                score.labels += 1;
+                score.found += usize::from(nearest.is_some());
+            }
+            if let Some(i) = nearest {
+                used[i] = true;
+            }
+            if let Some(d) = delay(s, &clean, l.date, opts) {
+                let keys = [Some("all".to_string()), size.map(str::to_string), Some(noise.to_string()), cell];
+                for key in keys.into_iter().flatten() {
+                    delays.entry(key).or_default().push(d as f64);
+                }
+            }
+        }
+        for (i, r) in reports.iter().enumerate() {
+            if used[i] {
+                eval.true_reports += 1;
+            } else if mine.iter().any(|l| {
+                l.end.is_some_and(|end| {
+                    days(*r, l.date) >= -TOLERANCE_NIGHTS && days(*r, end) <= TOLERANCE_NIGHTS
+                })
+            }) {
+                eval.neutral_reports += 1;
+            } else {
+                eval.false_reports += 1;
+            }
+        }
+    }
+    eval.labels_without_series = labels.iter().filter(|l| l.end.is_none()).count() - seen_labels;
+    let judged = eval.true_reports + eval.false_reports;
+    eval.precision = (judged > 0).then(|| eval.true_reports as f64 / judged as f64);
+    eval.false_per_1000_series_years =
+        (eval.series_years > 0.0).then(|| 1000.0 * eval.false_reports as f64 / eval.series_years);
+    let finish = |score: &mut Score, d: Option<&mut Vec<f64>>| {
+        score.recall = (score.labels > 0).then(|| score.found as f64 / score.labels as f64);
+        if let Some(d) = d {
+            d.sort_by(f64::total_cmp);
+            score.found_night_by_night = d.len();
+            score.median_delay = quantile(d, 0.5);
+            score.p90_delay = quantile(d, 0.9);
+        }
+    };
+    finish(&mut eval.overall, delays.get_mut("all"));
+    for (name, score) in eval.by_size.iter_mut().chain(eval.by_noise.iter_mut()) {
+        finish(score, delays.get_mut(*name));
+    }
+    for (name, score) in eval.by_size_and_noise.iter_mut() {
+        finish(score, delays.get_mut(name));
+    }
+    eval.quiet_per_1000_series_years =
+        (eval.quiet_series_years > 0.0).then(|| 1000.0 * eval.quiet_reports as f64 / eval.quiet_series_years);
+    eval
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::tests::series;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(u64::from(d))
+    }
+
+    #[test]
+    fn labels_parse_from_csv_json_and_ground_truth() {
+        let csv = "host,metric,date,magnitude\ndb-01,storage.rand4k.read_iops,2026-02-10,-0.2\n";
+        let l = parse_labels(csv, "l.csv").unwrap();
+        assert_eq!(
+            (l[0].probe.as_str(), l[0].metric.as_str(), l[0].magnitude),
+            ("storage.rand4k", "read_iops", Some(-0.2))
+        );
+        let e = parse_labels("host,metric,date\ndb-01,storage.rand4k.read_iops,10/02/2026\n", "l.csv")
+            .unwrap_err();
+        assert!(e.to_string().contains("l.csv: line 2: date"), "{e}");
+        assert!(parse_labels("host,date\n", "l.csv").unwrap_err().to_string().contains("line 1"));
+        let truth = r#"{"events": [
+            {"kind": "step", "host": "a", "probe": "cpu.flops", "metric": "peak_f64_1t", "params": "x=1", "date": "2026-02-01", "magnitude": 0.1},
+            {"kind": "upgrade", "host": "a", "probe": "cpu.flops", "metric": "peak_f64_1t", "params": "x=1", "date": "2026-03-01", "magnitude": 0.0},
+            {"kind": "drift", "host": "a", "probe": "cpu.flops", "metric": "peak_f64_1t", "params": "x=1", "date": "2026-04-01", "end_date": "2026-05-01", "magnitude": -0.1},
+            {"kind": "outlier_host", "host": "b", "probe": "cpu.flops", "metric": "peak_f64_1t", "params": "x=1", "date": "2026-01-01", "magnitude": -0.2}
+        ]}"#;
+        let l = parse_labels(truth, "ground_truth.json").unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].end, Some(NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()));
+        let e = parse_labels(r#"[{"host": "a", "metric": "flops", "date": "2026-01-01"}]"#, "l.json")
+            .unwrap_err();
+        assert!(e.to_string().contains("label 1"), "{e}");
+    }
+
+    #[test]
+    fn found_missed_false_and_delays_are_counted() {
+        // A 20 % step at night 40 and a false label at night 20.
+        let values: Vec<f64> = (0..80)
+            .map(|i| {
+                1000.0
+                    * if i < 40 { 1.0 } else { 0.8 }
+                    * (1.0 + 0.01 * [0.3, -0.8, 1.0, -0.2, 0.6, -1.0, 0.1][i % 7])
+            })
+            .collect();
+        let s = series(&values, &[]);
+        let label = |d: u32, magnitude: f64| Label {
+            host: "db-01".into(),
+            probe: "storage.rand4k".into(),
+            metric: "read_iops".into(),
+            params: None,
+            date: day(d),
+            end: None,
+            magnitude: Some(magnitude),
+        };
+        let e = evaluate(std::slice::from_ref(&s), &[label(41, -0.2)], &Options::default());
+        assert_eq!((e.reported, e.true_reports, e.false_reports), (1, 1, 0));
+        assert_eq!((e.overall.labels, e.overall.found, e.precision), (1, 1, Some(1.0)));
+        let d = e.overall.median_delay.unwrap();
+        assert!((0.0..=4.0).contains(&d), "{d}");
+        assert_eq!(e.by_size["20%"].found, 1);
+        // Labelled elsewhere: the label is missed and the report is false.
+        let e = evaluate(std::slice::from_ref(&s), &[label(20, -0.05)], &Options::default());
+        assert_eq!((e.overall.found, e.false_reports, e.precision), (0, 1, Some(0.0)));
+        assert!(e.false_per_1000_series_years.unwrap() > 1000.0);
+        // Inside a neutral zone the report counts neither way.
+        let zone = Label { end: Some(day(45)), ..label(35, -0.2) };
+        let e = evaluate(std::slice::from_ref(&s), &[zone], &Options::default());
+        assert_eq!((e.neutral_reports, e.false_reports, e.precision), (1, 0, None));
+        // A label on a series the dataset does not have.
+        let other = Label { host: "db-99".into(), ..label(41, -0.2) };
+        assert_eq!(evaluate(&[s], &[other], &Options::default()).labels_without_series, 1);
+    }
+}

@@ -1,0 +1,386 @@
+//! The binary's fleet commands (trends, anomalies, stability, forecast, delta): load the series
+//! once, run one analysis, print text or JSON. Part of `main.rs`, not of the library.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use fathom_analyzer::analyses::anomalies::change_points;
+use fathom_analyzer::analyses::changepoint::Options;
+use fathom_analyzer::analyses::delta::{Split, deltas};
+use fathom_analyzer::analyses::delta_stats::DeltaOptions;
+use fathom_analyzer::analyses::evaluate::{evaluate, parse_labels};
+use fathom_analyzer::analyses::forecast::{Limit, forecasts};
+use fathom_analyzer::analyses::outliers::{fleet_outliers, host_classes};
+use fathom_analyzer::analyses::stability::stability;
+use fathom_analyzer::analyses::trends::trends;
+use fathom_analyzer::load::Loader;
+use fathom_analyzer::report::fleet as text;
+use fathom_analyzer::runs::RunInfo;
+use fathom_analyzer::selector::{Selector, select};
+use fathom_analyzer::series::{NightlySeries, load_series};
+use fathom_datasets::human::format_value;
+use serde_json::{Value, json};
+
+use crate::{Format, Window, all_runs, open, print_skipped, retrying};
+
+/// Which series a fleet command looks at.
+#[derive(clap::Args)]
+pub struct Scope {
+    #[command(flatten)]
+    pub window: Window,
+    /// Only hosts matching this glob (db-*).
+    #[arg(long)]
+    pub hosts: Option<glob::Pattern>,
+    /// Only metrics matching this glob of PROBE.METRIC (storage.*, network.tcp.send_*).
+    #[arg(long)]
+    pub metrics: Option<glob::Pattern>,
+    /// Text output: every series, not only the findings.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub struct Loaded {
+    pub loader: Loader,
+    pub series: Vec<NightlySeries>,
+}
+
+pub fn load(runtime: &tokio::runtime::Runtime, scope: &Scope) -> Result<Loaded> {
+    let mut loader = open(&scope.window)?;
+    let mut series =
+        retrying(&mut loader, |loader| match runtime.block_on(loader.committed_measurements())? {
+            Some(m) => load_series(m).context("reading the series"),
+            None => Ok(Vec::new()),
+        })?;
+    series.retain(|s| {
+        scope.hosts.as_ref().is_none_or(|p| p.matches(&s.key.host))
+            && scope.metrics.as_ref().is_none_or(|p| p.matches(&format!("{}.{}", s.key.probe, s.key.metric)))
+    });
+    print_skipped(&loader);
+    if series.is_empty() {
+        eprintln!(
+            "warning: no committed measurements in {} match the chosen dates and filters",
+            loader.dataset.url()
+        );
+    }
+    Ok(Loaded { loader, series })
+}
+
+/// The JSON envelope every fleet command prints.
+fn envelope(scope: &Scope, loaded: &Loaded, body: Value) -> Value {
+    let mut out = json!({
+        "dataset": loaded.loader.dataset.url(),
+        "since": scope.window.since,
+        "until": scope.window.until,
+        "series": loaded.series.len(),
+        "skipped_files": loaded.loader.skipped,
+    });
+    if let (Value::Object(out), Value::Object(body)) = (&mut out, body) {
+        out.extend(body);
+    }
+    out
+}
+
+fn print_json(v: &Value) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn trends_command(runtime: &tokio::runtime::Runtime, scope: Scope) -> Result<ExitCode> {
+    let loaded = load(runtime, &scope)?;
+    let rows = trends(&loaded.series, &Options::default());
+    if scope.window.format() == Format::Json {
+        return print_json(&envelope(&scope, &loaded, json!({ "trends": rows })));
+    }
+    let shown: Vec<_> = rows
+        .iter()
+        .filter(|t| scope.all || t.significant || t.deviation_sigmas.is_some_and(|s| s.abs() >= 3.0))
+        .collect();
+    print!("{}", text::trends(&shown, rows.len()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn anomalies_command(runtime: &tokio::runtime::Runtime, scope: Scope, ongoing: bool) -> Result<ExitCode> {
+    let mut loaded = load(runtime, &scope)?;
+    let runs = if loaded.series.is_empty() { Vec::new() } else { all_runs(runtime, &mut loaded.loader)? };
+    let mut changes = change_points(&loaded.series, &Options::default());
+    if ongoing {
+        changes.retain(|a| a.ongoing);
+    }
+    let classes = host_classes(&runs);
+    let outliers = fleet_outliers(&loaded.series, &classes);
+    if scope.window.format() == Format::Json {
+        let body =
+            json!({ "change_points": changes, "fleet_outliers": outliers, "classes": class_sizes(&classes) });
+        return print_json(&envelope(&scope, &loaded, body));
+    }
+    // Newest first: what changed last night is what an operator reads first.
+    let mut shown: Vec<_> = changes.iter().collect();
+    shown.sort_by(|a, b| b.date.cmp(&a.date).then(a.key.cmp(&b.key)));
+    print!("{}", text::anomalies(&shown, &outliers));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn class_sizes(classes: &BTreeMap<String, String>) -> BTreeMap<&str, usize> {
+    let mut sizes = BTreeMap::new();
+    for class in classes.values() {
+        *sizes.entry(class.as_str()).or_insert(0) += 1;
+    }
+    sizes
+}
+
+pub fn stability_command(runtime: &tokio::runtime::Runtime, scope: Scope) -> Result<ExitCode> {
+    let loaded = load(runtime, &scope)?;
+    let rows = stability(&loaded.series);
+    if scope.window.format() == Format::Json {
+        return print_json(&envelope(&scope, &loaded, json!({ "stability": rows })));
+    }
+    print!("{}", text::stability(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn forecast_command(
+    runtime: &tokio::runtime::Runtime,
+    scope: Scope,
+    limit_args: Vec<Limit>,
+    limits_file: Option<String>,
+) -> Result<ExitCode> {
+    let mut limits = limit_args;
+    if let Some(path) = &limits_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        limits.extend(Limit::parse_file(&text, path)?);
+    }
+    anyhow::ensure!(
+        !limits.is_empty(),
+        "give the limits to forecast against: --limit 'storage.rand4k.read_lat_p99<2000' (repeatable) or --limits FILE"
+    );
+    let loaded = load(runtime, &scope)?;
+    let rows = forecasts(&loaded.series, &limits, &Options::default());
+    if rows.is_empty() && !loaded.series.is_empty() {
+        eprintln!("warning: no series matches any of the limits' metrics (PROBE.METRIC globs)");
+    }
+    if scope.window.format() == Format::Json {
+        return print_json(&envelope(&scope, &loaded, json!({ "forecasts": rows })));
+    }
+    print!("{}", text::forecasts(&rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--event`: a date or time (the same for every host), or a selector (per host, its first
+/// matching run).
+#[derive(Debug, Clone)]
+pub enum Event {
+    At(i64),
+    FirstRun(Selector),
+}
+
+pub fn parse_event(text: &str) -> Result<Event, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Event::At(t.with_timezone(&Utc).timestamp_micros()));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(Event::At(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()));
+    }
+    if text.contains('=') {
+        return Selector::parse(text).map(Event::FirstRun).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "--event {text:?}: give a date (2026-06-01), an RFC 3339 time (2026-06-01T12:00:00Z) or a selector of the first run after it (tag.upgrade=kernel-6.8)"
+    ))
+}
+
+pub struct DeltaArgs {
+    pub event: Option<Event>,
+    pub before: Option<Selector>,
+    pub after: Option<Selector>,
+    pub nights: usize,
+    pub options: DeltaOptions,
+}
+
+fn split_of(runs: &[RunInfo], args: &DeltaArgs) -> Result<Split> {
+    let measured = |r: &&RunInfo| r.measured();
+    match (&args.event, &args.before, &args.after) {
+        (Some(Event::At(t)), None, None) => {
+            let hosts: BTreeSet<&str> = runs.iter().map(|r| r.host.as_str()).collect();
+            Ok(Split::At(hosts.into_iter().map(|h| (h.to_string(), *t)).collect()))
+        }
+        (Some(Event::FirstRun(sel)), None, None) => {
+            let mut first: BTreeMap<String, i64> = BTreeMap::new();
+            for r in select(runs, sel, "--event").map_err(anyhow::Error::msg)?.into_iter().filter(measured) {
+                let t = first.entry(r.host.clone()).or_insert(r.started_at);
+                *t = (*t).min(r.started_at);
+            }
+            Ok(Split::At(first))
+        }
+        (None, Some(before), Some(after)) => {
+            let side = |sel: &Selector, flag: &str| -> Result<BTreeMap<String, BTreeSet<i64>>> {
+                let mut out: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+                for r in select(runs, sel, flag).map_err(anyhow::Error::msg)?.into_iter().filter(measured) {
+                    out.entry(r.host.clone()).or_default().insert(r.started_at);
+                }
+                Ok(out)
+            };
+            Ok(Split::Runs { before: side(before, "--before")?, after: side(after, "--after")? })
+        }
+        _ => anyhow::bail!("give either --event WHEN, or both --before SELECTOR and --after SELECTOR"),
+    }
+}
+
+pub fn delta_command(runtime: &tokio::runtime::Runtime, scope: Scope, args: DeltaArgs) -> Result<ExitCode> {
+    let mut loaded = load(runtime, &scope)?;
+    let runs = all_runs(runtime, &mut loaded.loader)?;
+    let split = split_of(&runs, &args)?;
+    let (hosts, rollups) = deltas(&loaded.series, &split, args.nights, &args.options);
+    if hosts.is_empty() {
+        eprintln!("warning: no host has undisturbed runs on both sides of the event");
+    }
+    if scope.window.format() == Format::Json {
+        let body = json!({
+            "nights": args.nights,
+            "confidence": args.options.confidence,
+            "min_effect": args.options.min_effect,
+            "fleet": rollups,
+            "hosts": hosts,
+        });
+        return print_json(&envelope(&scope, &loaded, body));
+    }
+    let pct = |x: Option<f64>| x.map(text::percent).unwrap_or_else(|| "-".into());
+    let interval = |lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
+        (Some(l), Some(h)) => format!("[{}, {}]", text::percent(l), text::percent(h)),
+        _ => "-".into(),
+    };
+    let cells: Vec<Vec<String>> = rollups
+        .iter()
+        .map(|r| {
+            let label = if r.params.is_empty() {
+                format!("{}.{}", r.probe, r.metric)
+            } else {
+                format!("{}.{} [{}]", r.probe, r.metric, r.params)
+            };
+            vec![
+                label,
+                r.verdict.into(),
+                pct(r.median_change),
+                interval(r.ci_low, r.ci_high),
+                r.hosts.to_string(),
+                format!("{}/{}/{}/{}", r.improved, r.regressed, r.no_change, r.inconclusive),
+            ]
+        })
+        .collect();
+    println!("fleet, per metric (median over hosts, sign-test interval):");
+    print!(
+        "{}",
+        text::table(
+            &["metric", "verdict", ">change", ">95% interval", ">hosts", "improved/regressed/same/unsure"],
+            &cells
+        )
+    );
+    let notable: Vec<_> = hosts.iter().filter(|h| scope.all || h.verdict != "no_change").collect();
+    if !notable.is_empty() {
+        let cells: Vec<Vec<String>> = notable
+            .iter()
+            .map(|h| {
+                vec![
+                    h.key.host.clone(),
+                    h.key.metric_label(),
+                    h.verdict.into(),
+                    pct(h.change),
+                    interval(h.ci_low, h.ci_high),
+                    format!(
+                        "{} → {}",
+                        h.before_median.map(format_value).unwrap_or_default(),
+                        h.after_median.map(format_value).unwrap_or_default()
+                    ),
+                    format!("{}/{}", h.before_nights, h.after_nights),
+                    h.nights_needed.map(|n| format!("{n} a side")).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!(
+            "\nper host{}:",
+            if scope.all { "" } else { " (all but no change; --all for every series)" }
+        );
+        print!(
+            "{}",
+            text::table(
+                &["host", "metric", "verdict", ">change", ">95% interval", "median", ">nights", "to settle"],
+                &cells
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn evaluate_command(
+    runtime: &tokio::runtime::Runtime,
+    scope: Scope,
+    labels_path: &str,
+) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(labels_path).with_context(|| format!("reading {labels_path}"))?;
+    let labels = parse_labels(&text, labels_path)?;
+    let loaded = load(runtime, &scope)?;
+    let e = evaluate(&loaded.series, &labels, &Options::default());
+    if scope.window.format() == Format::Json {
+        return print_json(&envelope(
+            &scope,
+            &loaded,
+            json!({ "labels_file": labels_path, "evaluation": e }),
+        ));
+    }
+    let ratio = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let nights = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
+    println!(
+        "{} series ({:.1} series-years), {} labelled changes ({} on series not in the dataset)",
+        e.series, e.series_years, e.overall.labels, e.labels_without_series
+    );
+    println!(
+        "looking back: precision {} ({} of {} reports right, {} in neutral zones), recall {} ({} found within {} nights)",
+        ratio(e.precision),
+        e.true_reports,
+        e.true_reports + e.false_reports,
+        e.neutral_reports,
+        ratio(e.overall.recall),
+        e.overall.found,
+        e.tolerance_nights
+    );
+    println!(
+        "night by night: median delay {} nights, 90th percentile {} ({} of {} found within 30 nights)",
+        nights(e.overall.median_delay),
+        nights(e.overall.p90_delay),
+        e.overall.found_night_by_night,
+        e.overall.labels
+    );
+    let rate = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    println!(
+        "false alarms: {} per 1,000 series-years; on the {} series without any label, {} reports, {} per 1,000 series-years",
+        rate(e.false_per_1000_series_years),
+        e.quiet_series,
+        e.quiet_reports,
+        rate(e.quiet_per_1000_series_years)
+    );
+    if !e.by_size.is_empty() {
+        let cells: Vec<Vec<String>> = e
+            .by_size
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(e.by_noise.iter().map(|(k, v)| (k.to_string(), v)))
+            .chain(e.by_size_and_noise.iter().map(|(k, v)| (k.clone(), v)))
+            .map(|(size, s)| {
+                vec![
+                    size.to_string(),
+                    s.labels.to_string(),
+                    ratio(s.recall),
+                    nights(s.median_delay),
+                    nights(s.p90_delay),
+                ]
+            })
+            .collect();
+        println!();
+        print!(
+            "{}",
+            text::table(&["size / noise", ">labels", ">recall", ">median delay", ">p90 delay"], &cells)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
