@@ -1,0 +1,237 @@
+//! Accuracy of the fleet analyses against the synthetic fleet's ground truth, over several
+//! seeds: change points (looking back and night by night, by step size and noise), deltas of the
+//! injected roll-outs (A/A and true effects), and fleet outliers. Prints a Markdown report.
+//!
+//! `cargo run --example accuracy_bench -- HOSTS DAYS SEED[,SEED…]`, e.g. `-- 200 365 1,2,3`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use fathom_analyzer::analyses::changepoint::Options;
+use fathom_analyzer::analyses::delta::{Split, host_delta};
+use fathom_analyzer::analyses::delta_stats::DeltaOptions;
+use fathom_analyzer::analyses::evaluate::{Evaluation, Label, evaluate};
+use fathom_analyzer::analyses::outliers::{Side, fleet_outliers, host_classes};
+use fathom_analyzer::load::Loader;
+use fathom_analyzer::runs::read_runs;
+use fathom_analyzer::series::{NightlySeries, load_series};
+use fathom_datasets::Table;
+use fathom_datasets::store::{Dataset, DateRange};
+use fathom_datasets::synth::{EventKind, GroundTruth, SynthOptions, generate};
+
+#[derive(Default)]
+struct Tally {
+    cases: usize,
+    correct: usize,
+    no_change: usize,
+    inconclusive: usize,
+    wrong: usize,
+}
+
+impl Tally {
+    fn rate(&self, n: usize) -> String {
+        if self.cases == 0 { "-".into() } else { format!("{:.3}", n as f64 / self.cases as f64) }
+    }
+}
+
+fn noise_bucket(cv: Option<f64>) -> &'static str {
+    match cv {
+        Some(c) if c <= 0.01 => "cv≤1%",
+        Some(c) if c <= 0.02 => "cv≤2%",
+        Some(c) if c <= 0.03 => "cv≤3%",
+        Some(c) if c <= 0.05 => "cv≤5%",
+        Some(_) => "cv>5%",
+        None => "no noise estimate",
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [hosts, days, seeds] = args.as_slice() else {
+        anyhow::bail!("usage: accuracy_bench HOSTS DAYS SEED[,SEED…]");
+    };
+    let hosts: usize = hosts.parse().context("HOSTS")?;
+    let days: u32 = days.parse().context("DAYS")?;
+    let seeds: Vec<u64> = seeds.split(',').map(|s| s.parse()).collect::<Result<_, _>>().context("SEEDS")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let end = NaiveDate::from_ymd_opt(2026, 11, 30).expect("a date");
+    let opts = Options::default();
+    let mut evaluations = Vec::new();
+    let mut deltas: BTreeMap<(String, &'static str), Tally> = BTreeMap::new();
+    let (mut outlier_truth, mut outlier_found, mut outlier_flagged, mut outlier_false) = (0, 0, 0, 0);
+    println!("# Accuracy: {hosts} hosts × {days} nights, seeds {seeds:?}\n");
+    for &seed in &seeds {
+        let dir = tempfile::tempdir()?;
+        let dataset = Dataset::open(dir.path().to_str().expect("utf-8 path"))?;
+        let synth = SynthOptions { hosts, days, seed, end, samples: false };
+        let started = Instant::now();
+        let summary = runtime.block_on(generate(&dataset, &synth))?;
+        let generated = started.elapsed();
+        let truth: GroundTruth =
+            serde_json::from_slice(&std::fs::read(dir.path().join("ground_truth.json"))?)?;
+        let started = Instant::now();
+        let mut loader = Loader::new(dataset, DateRange::default());
+        let measurements = runtime.block_on(loader.committed_measurements())?.context("no measurements")?;
+        let series = load_series(measurements)?;
+        let runs = read_runs(runtime.block_on(loader.scan(Table::Runs))?.context("no runs")?)?;
+        let loaded = started.elapsed();
+
+        let labels: Vec<Label> = truth
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Step | EventKind::Upgrade | EventKind::Drift))
+            .filter(|e| e.kind == EventKind::Drift || e.magnitude != 0.0)
+            .map(|e| Label {
+                host: e.host.clone(),
+                probe: e.probe.clone(),
+                metric: e.metric.clone(),
+                params: Some(e.params.clone()),
+                date: e.date,
+                end: e.end_date,
+                magnitude: Some(e.magnitude),
+            })
+            .collect();
+        let started = Instant::now();
+        let evaluation = evaluate(&series, &labels, &opts);
+        let evaluated = started.elapsed();
+        eprintln!(
+            "seed {seed}: {} measurements, generated in {:.1?}, loaded {} series in {:.1?}, evaluated in {:.1?}",
+            summary.measurements,
+            generated,
+            series.len(),
+            loaded,
+            evaluated
+        );
+
+        // Deltas of every upgrade event, split at its night.
+        let by_key: BTreeMap<(&str, &str, &str, &str), &NightlySeries> = series
+            .iter()
+            .map(|s| {
+                ((s.key.host.as_str(), s.key.probe.as_str(), s.key.metric.as_str(), s.key.params.as_str()), s)
+            })
+            .collect();
+        for e in truth.events.iter().filter(|e| e.kind == EventKind::Upgrade) {
+            let Some(s) =
+                by_key.get(&(e.host.as_str(), e.probe.as_str(), e.metric.as_str(), e.params.as_str()))
+            else {
+                continue;
+            };
+            let at = e.date.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
+            let split = Split::At(BTreeMap::from([(e.host.clone(), at)]));
+            let Some(d) = host_delta(s, &split, 7, &DeltaOptions::default()) else { continue };
+            let effect = match e.magnitude.abs() {
+                0.0 => "A/A (no effect)".to_string(),
+                m if m < 0.05 => "2.5–5 % effect".to_string(),
+                m if m < 0.1 => "5–10 % effect".to_string(),
+                _ => "≥ 10 % effect".to_string(),
+            };
+            let tally = deltas.entry((effect, noise_bucket(d.noise_cv))).or_default();
+            tally.cases += 1;
+            let better = (e.magnitude > 0.0) == s.higher_is_better;
+            let right = if e.magnitude == 0.0 {
+                "no_change"
+            } else if better {
+                "improved"
+            } else {
+                "regressed"
+            };
+            match d.verdict {
+                v if v == right => tally.correct += 1,
+                "no_change" => tally.no_change += 1,
+                "inconclusive" => tally.inconclusive += 1,
+                _ => tally.wrong += 1,
+            }
+        }
+
+        // Fleet outliers against the injected (host, probe) pairs.
+        let truth_pairs: BTreeSet<(String, String)> = truth
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::OutlierHost)
+            .map(|e| (e.host.clone(), e.probe.clone()))
+            .collect();
+        let flagged: BTreeSet<(String, String)> = fleet_outliers(&series, &host_classes(&runs))
+            .into_iter()
+            .filter(|o| o.side == Side::Worse)
+            .map(|o| (o.host, o.probe))
+            .collect();
+        outlier_truth += truth_pairs.len();
+        outlier_found += truth_pairs.intersection(&flagged).count();
+        outlier_flagged += flagged.len();
+        // A flagged pair that is neither an injected outlier nor a host with a step on that
+        // probe (a host 30 % slower since a step is rightly unlike its peers).
+        let stepped: BTreeSet<(String, String)> = truth
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Step | EventKind::Drift) && e.magnitude.abs() >= 0.05)
+            .map(|e| (e.host.clone(), e.probe.clone()))
+            .collect();
+        outlier_false +=
+            flagged.iter().filter(|p| !truth_pairs.contains(*p) && !stepped.contains(*p)).count();
+        evaluations.push(evaluation);
+    }
+    report_changes(&evaluations);
+    println!("\n## Deltas of the injected roll-outs (7 nights a side)\n");
+    println!("| effect | noise | cases | correct | no change | inconclusive | wrong |");
+    println!("|---|---|---|---|---|---|---|");
+    for ((effect, noise), t) in &deltas {
+        println!(
+            "| {effect} | {noise} | {} | {} | {} | {} | {} |",
+            t.cases,
+            t.rate(t.correct),
+            t.rate(t.no_change),
+            t.rate(t.inconclusive),
+            t.rate(t.wrong)
+        );
+    }
+    println!("\n## Fleet outliers\n");
+    println!(
+        "injected (host, probe) pairs {outlier_truth}, found {outlier_found}; flagged worse {outlier_flagged}, of which {outlier_false} neither injected nor a stepped probe"
+    );
+    Ok(())
+}
+
+fn report_changes(evaluations: &[Evaluation]) {
+    let sum = |f: &dyn Fn(&Evaluation) -> f64| evaluations.iter().map(f).sum::<f64>();
+    let (true_r, false_r) = (sum(&|e| e.true_reports as f64), sum(&|e| e.false_reports as f64));
+    println!("## Change points\n");
+    println!(
+        "- looking back: precision {:.3} ({true_r} right, {false_r} wrong, {} in drifts), recall {:.3} of {} labels",
+        true_r / (true_r + false_r),
+        sum(&|e| e.neutral_reports as f64),
+        sum(&|e| e.overall.found as f64) / sum(&|e| e.overall.labels as f64),
+        sum(&|e| e.overall.labels as f64)
+    );
+    println!(
+        "- series without events: {} reports in {:.0} series-years ({:.3} per 1,000 series-years)",
+        sum(&|e| e.quiet_reports as f64),
+        sum(&|e| e.quiet_series_years),
+        1000.0 * sum(&|e| e.quiet_reports as f64) / sum(&|e| e.quiet_series_years)
+    );
+    println!("\n| step / noise | labels | recall (±3 nights) | median delay | p90 delay |");
+    println!("|---|---|---|---|---|");
+    let mut cells: BTreeMap<String, (usize, usize, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for e in evaluations {
+        for (k, s) in &e.by_size_and_noise {
+            let c = cells.entry(k.clone()).or_default();
+            c.0 += s.labels;
+            c.1 += s.found;
+            c.2.extend(s.median_delay);
+            c.3.extend(s.p90_delay);
+        }
+    }
+    for (k, (labels, found, med, p90)) in cells {
+        // Seeds' medians averaged: each seed's median and 90th percentile, then their mean.
+        let mean = |v: &[f64]| {
+            if v.is_empty() { "-".into() } else { format!("{:.1}", v.iter().sum::<f64>() / v.len() as f64) }
+        };
+        println!(
+            "| {k} | {labels} | {:.3} | {} | {} |",
+            found as f64 / labels as f64,
+            mean(&med),
+            mean(&p90)
+        );
+    }
+}
