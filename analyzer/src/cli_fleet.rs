@@ -16,6 +16,7 @@ use fathom_analyzer::analyses::outliers::{fleet_outliers, host_classes};
 use fathom_analyzer::analyses::stability::stability;
 use fathom_analyzer::analyses::trends::trends;
 use fathom_analyzer::load::Loader;
+use fathom_analyzer::nightly::{self, NightlyOptions};
 use fathom_analyzer::report::fleet as text;
 use fathom_analyzer::runs::RunInfo;
 use fathom_analyzer::selector::{Selector, select};
@@ -146,11 +147,7 @@ pub fn forecast_command(
     limit_args: Vec<Limit>,
     limits_file: Option<String>,
 ) -> Result<ExitCode> {
-    let mut limits = limit_args;
-    if let Some(path) = &limits_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-        limits.extend(Limit::parse_file(&text, path)?);
-    }
+    let limits = all_limits(limit_args, limits_file.as_deref())?;
     anyhow::ensure!(
         !limits.is_empty(),
         "give the limits to forecast against: --limit 'storage.rand4k.read_lat_p99<2000' (repeatable) or --limits FILE"
@@ -381,6 +378,103 @@ pub fn evaluate_command(
             "{}",
             text::table(&["size / noise", ">labels", ">recall", ">median delay", ">p90 delay"], &cells)
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--limit` values and the limits of a `--limits` file together.
+pub fn all_limits(mut limits: Vec<Limit>, file: Option<&str>) -> Result<Vec<Limit>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        limits.extend(Limit::parse_file(&text, path)?);
+    }
+    Ok(limits)
+}
+
+pub fn nightly_command(
+    runtime: &tokio::runtime::Runtime,
+    dataset: Option<String>,
+    options: NightlyOptions,
+    format: Format,
+) -> Result<ExitCode> {
+    let url = dataset.unwrap_or_else(fathom_datasets::store::default_url);
+    fathom_datasets::human::check_cli_url(&url).map_err(anyhow::Error::msg)?;
+    let dataset = fathom_datasets::store::Dataset::open(&url)?;
+    let started = std::time::Instant::now();
+    let done = nightly::run(runtime, &dataset, &options).context("the nightly analysis")?;
+    let d = &done.digest;
+    for s in &d.skipped_files {
+        eprintln!("warning: skipped {}: {}", s.path, s.reason);
+    }
+    if format == Format::Json {
+        return print_json(&serde_json::to_value(d)?);
+    }
+    println!(
+        "night {} ({}, {} partitions read, {:.1} s): {} series of {} hosts",
+        d.night,
+        d.mode,
+        d.partitions_read,
+        started.elapsed().as_secs_f64(),
+        d.series,
+        d.hosts
+    );
+    println!(
+        "{} incidents in the last {} nights ({} with degradations, {} improvements only)",
+        d.incidents.len(),
+        d.recent_nights,
+        d.degradations,
+        d.improvements
+    );
+    if !d.incidents.is_empty() {
+        let cells: Vec<Vec<String>> = d
+            .incidents
+            .iter()
+            .map(|i| {
+                let worst = i.changes.iter().max_by(|a, b| a.magnitude.abs().total_cmp(&b.magnitude.abs()));
+                vec![
+                    i.date.to_string(),
+                    i.host.clone(),
+                    i.kind.into(),
+                    i.changes.len().to_string(),
+                    i.probes.join(", "),
+                    worst.map(|w| format!("{} {}", w.metric, text::percent(w.magnitude))).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print!("{}", text::table(&["since", "host", "kind", ">metrics", "probes", "largest change"], &cells));
+    }
+    if !d.fleet_outliers.is_empty() {
+        println!("\n{} hosts × probes far worse than their class:", d.fleet_outliers.len());
+        let cells: Vec<Vec<String>> = d
+            .fleet_outliers
+            .iter()
+            .map(|o| {
+                vec![
+                    o.host.clone(),
+                    o.class.clone(),
+                    o.probe.clone(),
+                    text::percent(o.gap),
+                    o.worst_metric.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", text::table(&["host", "class", "probe", ">gap", "furthest metric"], &cells));
+    }
+    println!(
+        "\n{} series worsening (significant slope in the bad direction); {} noisy (CV > 5 %)",
+        d.worsening_trends, d.noisy_series
+    );
+    for f in &d.forecasts {
+        let when = match f.date {
+            Some(date) => format!("crosses {} {} around {date}", f.bound, format_value(f.limit)),
+            None => format!("beyond its {} {}", f.bound, format_value(f.limit)),
+        };
+        println!("forecast: {} {} {when}", f.key.host, f.key.metric_label());
+    }
+    if options.dry_run {
+        println!("dry run: nothing written");
+    } else {
+        println!("wrote {} files under {}/analysis/", done.written.len(), dataset.url());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,9 @@
 //! analysis, one per report format. What it is not: it never runs a probe.
 
 pub mod analyses;
+pub mod history;
 pub mod load;
+pub mod nightly;
 pub mod report;
 pub mod runs;
 pub mod selector;

@@ -195,6 +195,42 @@ enum Command {
         #[arg(long, default_value_t = 0.05)]
         min_effect: f64,
     },
+    /// Every analysis over every series, written as Parquet tables under analysis/ in the same
+    /// store (change_points, trends, stability, outliers, forecasts with --limit/--limits), with
+    /// the state the next night starts from and a digest of what needs attention: one incident
+    /// per host and night, however many metrics changed. Incremental from the last night's state
+    /// unless --full; both give the same findings. Prints the digest.
+    ///
+    /// Example: fathom-analyzer nightly --dataset s3://bench/fathom --limits limits.toml
+    Nightly {
+        /// The dataset (default: $FATHOM_DATASET or ~/.local/share/fathom/dataset).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The night analysed, YYYY-MM-DD (default: the latest partition with runs).
+        #[arg(long)]
+        night: Option<NaiveDate>,
+        /// Read every partition instead of the last night's state and the new ones.
+        #[arg(long)]
+        full: bool,
+        /// Ongoing changes from this many nights back are incidents.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+        recent: u32,
+        /// A limit to forecast against (repeatable), as in `forecast`.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<Limit>,
+        /// A TOML file of limits, as in `forecast`.
+        #[arg(long = "limits")]
+        limits_file: Option<String>,
+        /// Analyse and print the digest, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Shorthand for --format json.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score the change point detector against your own labelled history: known changes as a
     /// CSV (header host,metric,date and optionally params, magnitude; metric as PROBE.METRIC) or
     /// JSON (an array of such objects, or a synthetic fleet's ground_truth.json). Prints
@@ -321,6 +357,12 @@ fn run(command: Command) -> Result<ExitCode> {
             changepoints(&input, min_segment, min_magnitude)
         }
         Command::Trends(scope) => cli_fleet::trends_command(&runtime, scope),
+        Command::Nightly { dataset, night, full, recent, limits, limits_file, dry_run, format, json } => {
+            let format = if json { Format::Json } else { format };
+            let limits = cli_fleet::all_limits(limits, limits_file.as_deref())?;
+            let options = fathom_analyzer::nightly::NightlyOptions { night, full, recent, limits, dry_run };
+            cli_fleet::nightly_command(&runtime, dataset, options, format)
+        }
         Command::Anomalies { scope, ongoing } => cli_fleet::anomalies_command(&runtime, scope, ongoing),
         Command::Stability(scope) => cli_fleet::stability_command(&runtime, scope),
         Command::Evaluate { scope, labels } => cli_fleet::evaluate_command(&runtime, scope, &labels),

@@ -59,6 +59,31 @@ impl NightlySeries {
         self.at.iter().map(|&t| (t - first) as f64 / 86_400e6).collect()
     }
 
+    /// Adds the runs of `newer` that start after this series' last run (a run already here is
+    /// not added twice), then keeps only the last `keep`.
+    pub fn extend_with(&mut self, newer: NightlySeries, keep: usize) {
+        let last = self.at.last().copied().unwrap_or(i64::MIN);
+        for i in 0..newer.len() {
+            if newer.at[i] > last {
+                self.at.push(newer.at[i]);
+                self.values.push(newer.values[i]);
+                self.disturbed.push(newer.disturbed[i]);
+            }
+        }
+        self.higher_is_better = newer.higher_is_better;
+        self.keep_last(keep);
+    }
+
+    /// Drops all but the last `keep` runs.
+    pub fn keep_last(&mut self, keep: usize) {
+        let drop = self.len().saturating_sub(keep);
+        if drop > 0 {
+            self.at.drain(..drop);
+            self.values.drain(..drop);
+            self.disturbed.drain(..drop);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }
@@ -216,6 +241,19 @@ pub(crate) mod tests {
         assert_eq!(&clean[..2], &[1.0, 2.0]);
         assert!(clean[2].is_nan());
         assert_eq!(a.key.metric_label(), "storage.rand4k.read_iops [size=1GiB]");
+    }
+
+    #[test]
+    fn extending_adds_only_newer_runs_and_keeps_the_last_ones() {
+        let mut a = series(&[1.0, 2.0, 3.0], &[]);
+        let mut b = series(&[9.0, 9.0, 9.0, 4.0, 5.0], &[4]);
+        // b's first three runs are at the same times as a's.
+        b.higher_is_better = false;
+        a.extend_with(b, 4);
+        assert_eq!(a.values, [2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(a.disturbed, [false, false, false, true]);
+        assert!(!a.higher_is_better);
+        assert!(a.at.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::changepoint::{Options, detect};
+use super::changepoint::{ChangePoint, Options, detect};
 use crate::series::{NightlySeries, SeriesKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -54,7 +54,11 @@ pub struct Anomaly {
 
 /// The change points of one series, oldest first.
 pub fn anomalies_of(series: &NightlySeries, opts: &Options) -> Vec<Anomaly> {
-    let found = detect(&series.clean_values(), opts);
+    anomalies_from(series, &detect(&series.clean_values(), opts))
+}
+
+/// The anomalies of change points the caller detected in `series`.
+pub fn anomalies_from(series: &NightlySeries, found: &[ChangePoint]) -> Vec<Anomaly> {
     let last = found.len().saturating_sub(1);
     found
         .iter()

@@ -72,25 +72,24 @@ pub fn host_classes(runs: &[RunInfo]) -> BTreeMap<String, String> {
             *e = r;
         }
     }
-    latest
-        .into_iter()
-        .map(|(host, r)| {
-            let class = match r.labels.get("hw_class").filter(|c| !c.is_empty()) {
-                Some(c) => c.clone(),
-                None => {
-                    let f = &r.facts;
-                    let virt = if f.virtualization.is_empty() { "metal" } else { &f.virtualization };
-                    format!(
-                        "{} / {} cores / {} GiB / {virt}",
-                        f.cpu_model,
-                        f.cpu_cores,
-                        (f.mem_bytes + (1 << 29)) >> 30
-                    )
-                }
-            };
-            (host.to_string(), class)
-        })
-        .collect()
+    latest.into_iter().map(|(host, r)| (host.to_string(), class_of(r))).collect()
+}
+
+/// The hardware class one run gives its host (see [`host_classes`]).
+pub fn class_of(r: &RunInfo) -> String {
+    match r.labels.get("hw_class").filter(|c| !c.is_empty()) {
+        Some(c) => c.clone(),
+        None => {
+            let f = &r.facts;
+            let virt = if f.virtualization.is_empty() { "metal" } else { &f.virtualization };
+            format!(
+                "{} / {} cores / {} GiB / {virt}",
+                f.cpu_model,
+                f.cpu_cores,
+                (f.mem_bytes + (1 << 29)) >> 30
+            )
+        }
+    }
 }
 
 struct Level<'a> {

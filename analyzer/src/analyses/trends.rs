@@ -55,8 +55,12 @@ pub struct Trend {
 
 /// Where the current regime starts: after the last change point, within the last `TREND_RUNS`.
 pub fn regime_start(clean: &[f64], opts: &Options) -> usize {
-    let last_change = detect(clean, opts).last().map_or(0, |c| c.index);
-    last_change.max(clean.len().saturating_sub(TREND_RUNS))
+    regime_start_after(clean.len(), detect(clean, opts).last().map(|c| c.index))
+}
+
+/// [`regime_start`] given the last change point's index.
+pub fn regime_start_after(len: usize, last_change: Option<usize>) -> usize {
+    last_change.unwrap_or(0).max(len.saturating_sub(TREND_RUNS))
 }
 
 /// Theil–Sen on ln(value) of the runs from `start`, with the series' day numbers.
@@ -77,16 +81,22 @@ pub fn log_fit(
 }
 
 pub fn trend_of(series: &NightlySeries, opts: &Options) -> Option<Trend> {
+    let clean = series.clean_values();
+    let start = regime_start(&clean, opts);
+    trend_since(series, &clean, start)
+}
+
+/// The trend with its fit starting at run `start` (see [`regime_start`]), for callers that ran
+/// the detector already.
+pub fn trend_since(series: &NightlySeries, clean: &[f64], start: usize) -> Option<Trend> {
     let n = series.len();
     let last = n.checked_sub(1)?;
-    let clean = series.clean_values();
     let baseline = finite_median(&last_finite(&clean[..last], BASELINE_RUNS));
     let latest = series.values[last];
     let deviation = baseline.filter(|b| *b != 0.0).map(|b| latest / b - 1.0);
-    let robust_cv = noise_cv(&last_finite(&clean, super::stability::STABILITY_RUNS));
+    let robust_cv = noise_cv(&last_finite(clean, super::stability::STABILITY_RUNS));
     let deviation_sigmas = deviation.zip(robust_cv.filter(|c| *c > 0.0)).map(|(d, c)| d / c);
-    let start = regime_start(&clean, opts);
-    let fit = log_fit(series, &clean, start);
+    let fit = log_fit(series, clean, start);
     let (slope, low, high, significant, fit_runs) = match &fit {
         Some((f, x, _)) => (
             Some(per_30_days(f.slope)),

@@ -1,0 +1,141 @@
+//! The nightly findings as Parquet tables, one file per table per night under
+//! `analysis/<table>/date=NIGHT/nightly.parquet` (schema in `datasets/README.md`), so analysts
+//! query them like the measurements. No column is called `date`: that is the partition
+//! column, which Hive-style readers (DuckDB, Spark) add themselves.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::analyses::anomalies::Anomaly;
+use crate::analyses::forecast::{Forecast, Outlook};
+use crate::analyses::outliers::{Outlier, Side};
+use crate::analyses::stability::Stability;
+use crate::analyses::trends::Trend;
+use crate::series::SeriesKey;
+
+/// The key columns of a per-series table, with the night in front.
+fn keyed<'a, T>(
+    night: NaiveDate,
+    rows: &'a [T],
+    key: impl Fn(&'a T) -> &'a SeriesKey,
+) -> PolarsResult<DataFrame> {
+    let text = |f: fn(&SeriesKey) -> &str| rows.iter().map(|r| f(key(r))).collect::<Vec<&str>>();
+    df!(
+        "night" => vec![night; rows.len()],
+        "host" => text(|k| &k.host),
+        "probe" => text(|k| &k.probe),
+        "metric" => text(|k| &k.metric),
+        "params" => text(|k| &k.params),
+        "unit" => text(|k| &k.unit),
+    )
+}
+
+fn with(mut df: DataFrame, columns: Vec<Column>) -> PolarsResult<DataFrame> {
+    for c in columns {
+        df.with_column(c)?;
+    }
+    Ok(df)
+}
+
+macro_rules! cols {
+    ($rows:expr, $( $name:literal => |$r:ident| $e:expr ),+ $(,)?) => {
+        vec![ $( Series::new($name.into(), $rows.iter().map(|$r| $e).collect::<Vec<_>>()).into_column() ),+ ]
+    };
+}
+
+pub fn change_points(night: NaiveDate, rows: &[Anomaly]) -> PolarsResult<DataFrame> {
+    with(
+        keyed(night, rows, |r| &r.key)?,
+        cols!(rows,
+            "higher_is_better" => |r| r.higher_is_better,
+            "direction" => |r| r.direction.as_str(),
+            "change_date" => |r| r.date,
+            "before" => |r| r.before,
+            "after" => |r| r.after,
+            "magnitude" => |r| r.magnitude,
+            "confidence" => |r| r.confidence,
+            "ongoing" => |r| r.ongoing,
+            "runs_since" => |r| r.runs_since as u32,
+        ),
+    )
+}
+
+pub fn trends(night: NaiveDate, rows: &[Trend]) -> PolarsResult<DataFrame> {
+    with(
+        keyed(night, rows, |r| &r.key)?,
+        cols!(rows,
+            "higher_is_better" => |r| r.higher_is_better,
+            "runs" => |r| r.runs as u32,
+            "latest_date" => |r| r.latest_date,
+            "latest" => |r| r.latest,
+            "latest_disturbed" => |r| r.latest_disturbed,
+            "baseline" => |r| r.baseline,
+            "deviation" => |r| r.deviation,
+            "deviation_sigmas" => |r| r.deviation_sigmas,
+            "robust_cv" => |r| r.robust_cv,
+            "fit_since" => |r| r.fit_since,
+            "fit_runs" => |r| r.fit_runs as u32,
+            "slope_per_30d" => |r| r.slope_per_30d,
+            "slope_low" => |r| r.slope_low,
+            "slope_high" => |r| r.slope_high,
+            "significant" => |r| r.significant,
+            "worsening" => |r| r.worsening,
+        ),
+    )
+}
+
+pub fn stability(night: NaiveDate, rows: &[Stability]) -> PolarsResult<DataFrame> {
+    with(
+        keyed(night, rows, |r| &r.key)?,
+        cols!(rows,
+            "higher_is_better" => |r| r.higher_is_better,
+            "runs" => |r| r.runs as u32,
+            "disturbed_share" => |r| r.disturbed_share,
+            "robust_cv" => |r| r.robust_cv,
+            "grade" => |r| r.grade.as_str(),
+        ),
+    )
+}
+
+pub fn outliers(night: NaiveDate, rows: &[Outlier]) -> PolarsResult<DataFrame> {
+    let base = df!("night" => vec![night; rows.len()])?;
+    with(
+        base,
+        cols!(rows,
+            "host" => |r| r.host.as_str(),
+            "class" => |r| r.class.as_str(),
+            "probe" => |r| r.probe.as_str(),
+            "side" => |r| if r.side == Side::Worse { "worse" } else { "better" },
+            "peers" => |r| r.peers as u32,
+            "score" => |r| r.score,
+            "gap" => |r| r.gap,
+            "worst_metric" => |r| r.worst_metric.as_str(),
+            "worst_value" => |r| r.worst_value,
+            "peer_median" => |r| r.peer_median,
+            "metrics" => |r| r.metrics as u32,
+        ),
+    )
+}
+
+pub fn forecasts(night: NaiveDate, rows: &[Forecast]) -> PolarsResult<DataFrame> {
+    let outlook = |o: Outlook| match o {
+        Outlook::Breached => "breached",
+        Outlook::Crosses => "crosses",
+        Outlook::NotExpected => "not_expected",
+        Outlook::Unknown => "unknown",
+    };
+    with(
+        keyed(night, rows, |r| &r.key)?,
+        cols!(rows,
+            "bound" => |r| r.bound,
+            "limit" => |r| r.limit,
+            "level" => |r| r.level,
+            "last_date" => |r| r.last_date,
+            "slope_per_30d" => |r| r.slope_per_30d,
+            "outlook" => |r| outlook(r.outlook),
+            "crossing_date" => |r| r.date,
+            "earliest" => |r| r.earliest,
+            "latest" => |r| r.latest,
+        ),
+    )
+}

@@ -1,0 +1,153 @@
+//! `fathom-analyzer nightly` as an operator runs it: a full first night, then incremental
+//! nights from the kept state, which must give what a full recompute gives; one host's bad
+//! night is one incident in the digest.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Days, NaiveDate};
+use fathom_e2e::{bin, json, ok, run, stderr};
+use serde_json::Value;
+
+const END: &str = "2026-08-31";
+
+fn synth(dir: &Path) -> PathBuf {
+    let out = dir.join("fleet");
+    ok(bin("fathom-datasets")
+        .args(["synth", "--hosts", "40", "--days", "100", "--seed", "21", "--end", END, "--out"])
+        .arg(&out));
+    out
+}
+
+fn nightly(dataset: &Path, night: NaiveDate, extra: &[&str]) -> Value {
+    let night = night.to_string();
+    json(&ok(bin("fathom-analyzer")
+        .args(["nightly", "--json", "--night", &night])
+        .args(extra)
+        .arg("--dataset")
+        .arg(dataset)))
+}
+
+/// The largest step of the fleet that the last nights can still see, whole-probe steps first.
+fn big_step(dataset: &Path) -> Value {
+    let truth = json(&std::fs::read_to_string(dataset.join("ground_truth.json")).unwrap());
+    let end = NaiveDate::parse_from_str(END, "%Y-%m-%d").unwrap();
+    let date = |e: &Value| NaiveDate::parse_from_str(e["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    truth["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step" && date(e) <= end - Days::new(8) && date(e) >= end - Days::new(60))
+        .max_by(|a, b| {
+            a["magnitude"].as_f64().unwrap().abs().total_cmp(&b["magnitude"].as_f64().unwrap().abs())
+        })
+        .expect("a step in the last two months")
+        .clone()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = synth(dir.path());
+    // A pristine copy for the full recompute, before any analysis is written.
+    let pristine = dir.path().join("pristine");
+    copy_dir(&fleet, &pristine);
+    let step = big_step(&fleet);
+    let step_date = NaiveDate::parse_from_str(step["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+    let night = step_date + Days::new(5);
+
+    // The first night has no state: full. The next ones read one partition each.
+    let first = nightly(&fleet, night - Days::new(3), &[]);
+    assert_eq!(first["mode"], "full");
+    for back in (0..3).rev() {
+        let d = nightly(&fleet, night - Days::new(back), &[]);
+        assert_eq!(
+            (d["mode"].as_str(), d["partitions_read"].as_u64()),
+            (Some("incremental"), Some(1)),
+            "{d}"
+        );
+    }
+    let incremental = json(
+        &std::fs::read_to_string(fleet.join(format!("analysis/digest/date={night}/digest.json"))).unwrap(),
+    );
+
+    // A full recompute of the same night on the untouched copy: the same findings, file for file.
+    let full = nightly(&pristine, night, &["--full"]);
+    assert_eq!(full["mode"], "full");
+    let strip = |mut v: Value| {
+        for k in ["mode", "partitions_read", "dataset"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    assert_eq!(strip(incremental.clone()), strip(full.clone()));
+    for table in ["change_points", "trends", "stability", "outliers"] {
+        let file = format!("analysis/{table}/date={night}/nightly.parquet");
+        let (a, b) =
+            (std::fs::read(fleet.join(&file)).unwrap(), std::fs::read(pristine.join(&file)).unwrap());
+        assert!(a == b, "{table}: the incremental and the full night differ");
+    }
+
+    // The step is one incident of its host, with every metric it hit that the detector found.
+    let incidents = incremental["incidents"].as_array().unwrap();
+    let incident = incidents
+        .iter()
+        .find(|i| {
+            i["host"] == step["host"] && {
+                let d = NaiveDate::parse_from_str(i["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
+                (d - step_date).num_days().abs() <= 3
+            }
+        })
+        .unwrap_or_else(|| panic!("no incident for {step} in {incidents:?}"));
+    let hosts_nights: std::collections::BTreeSet<(String, String)> =
+        incidents.iter().map(|i| (i["host"].to_string(), i["date"].to_string())).collect();
+    assert_eq!(hosts_nights.len(), incidents.len(), "one incident per host and night");
+    let change = incident["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            let metric = format!("{}.{}", step["probe"].as_str().unwrap(), step["metric"].as_str().unwrap());
+            c["metric"].as_str().unwrap().starts_with(&metric)
+        })
+        .unwrap_or_else(|| panic!("{step} not in {incident}"));
+    let (seen, truth) = (change["magnitude"].as_f64().unwrap(), step["magnitude"].as_f64().unwrap());
+    assert!(seen.signum() == truth.signum() && (seen - truth).abs() < 0.1, "{change} for {step}");
+    assert!(incident["class"].is_string());
+
+    // A dry run writes nothing; the dataset still validates with analysis/ beside it.
+    let later = night + Days::new(1);
+    nightly(&fleet, later, &["--dry-run"]);
+    assert!(!fleet.join(format!("analysis/digest/date={later}")).exists());
+    let validated = ok(bin("fathom-datasets").arg("validate").arg(&fleet));
+    assert!(validated.contains(" 0 bad"), "{validated}");
+}
+
+#[test]
+fn nightly_refuses_an_empty_dataset_and_a_bad_limits_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = run(bin("fathom-analyzer").args(["nightly", "--dataset"]).arg(&empty));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("holds no runs"), "{}", stderr(&out));
+    let limits = dir.path().join("limits.toml");
+    std::fs::write(&limits, "[[limit]]\nmetric = \"storage.rand4k.read_lat_p99\"\nmax = 5\nmin = 1\n")
+        .unwrap();
+    let out =
+        run(bin("fathom-analyzer").args(["nightly", "--limits"]).arg(&limits).arg("--dataset").arg(&empty));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("exactly one of max or min"), "{}", stderr(&out));
+}
