@@ -33,9 +33,11 @@ fn dataset() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ds = dir.path().join("ds");
     ok(bin("fathom-datasets")
-        .args(["synth", "--hosts", "6", "--days", "12", "--seed", "5", "--end", "2026-03-12", "--out"])
+        .args(["synth", "--hosts", "6", "--days", "40", "--seed", "5", "--end", "2026-03-12", "--out"])
         .arg(&ds));
     ok(bin("fathom-collector").args(quick_run_args(&ds, "analyst-host")));
+    // The analysis tables the README queries too, for the synthetic fleet's last night.
+    ok(bin("fathom-analyzer").args(["nightly", "--night", "2026-03-12", "--dataset"]).arg(&ds));
     (dir, ds)
 }
 

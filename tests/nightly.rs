@@ -127,6 +127,15 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     assert!(seen.signum() == truth.signum() && (seen - truth).abs() < 0.1, "{change} for {step}");
     assert!(incident["class"].is_string());
 
+    // Only the newest state and the one before it are kept (a large fleet's is hundreds of MB).
+    let states: Vec<String> = fathom_e2e::files_under(&fleet.join("analysis/state"))
+        .iter()
+        .map(|f| f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(states, [format!("date={}", night - Days::new(1)), format!("date={night}")]);
+
     // A dry run writes nothing; the dataset still validates with analysis/ beside it.
     let later = night + Days::new(1);
     nightly(&fleet, later, &["--dry-run"]);

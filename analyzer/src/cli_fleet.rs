@@ -382,6 +382,9 @@ pub fn evaluate_command(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rows of each list the text digest shows.
+const TEXT_ROWS: usize = 30;
+
 /// `--limit` values and the limits of a `--limits` file together.
 pub fn all_limits(mut limits: Vec<Limit>, file: Option<&str>) -> Result<Vec<Limit>> {
     if let Some(path) = file {
@@ -429,6 +432,7 @@ pub fn nightly_command(
         let cells: Vec<Vec<String>> = d
             .incidents
             .iter()
+            .take(TEXT_ROWS)
             .map(|i| {
                 let worst = i.changes.iter().max_by(|a, b| a.magnitude.abs().total_cmp(&b.magnitude.abs()));
                 vec![
@@ -442,12 +446,19 @@ pub fn nightly_command(
             })
             .collect();
         print!("{}", text::table(&["since", "host", "kind", ">metrics", "probes", "largest change"], &cells));
+        if d.incidents.len() > TEXT_ROWS {
+            println!("… and {} more (--json, or analysis/change_points)", d.incidents.len() - TEXT_ROWS);
+        }
     }
     if !d.fleet_outliers.is_empty() {
-        println!("\n{} hosts × probes far worse than their class:", d.fleet_outliers.len());
-        let cells: Vec<Vec<String>> = d
-            .fleet_outliers
+        // The worst first; the rest are in the JSON and in analysis/outliers.
+        let mut worst: Vec<_> = d.fleet_outliers.iter().collect();
+        worst.sort_by(|a, b| a.score.total_cmp(&b.score));
+        let hosts: std::collections::BTreeSet<&str> = worst.iter().map(|o| o.host.as_str()).collect();
+        println!("\n{} hosts far worse than their class on {} probes; the worst:", hosts.len(), worst.len());
+        let cells: Vec<Vec<String>> = worst
             .iter()
+            .take(TEXT_ROWS)
             .map(|o| {
                 vec![
                     o.host.clone(),
@@ -459,6 +470,9 @@ pub fn nightly_command(
             })
             .collect();
         print!("{}", text::table(&["host", "class", "probe", ">gap", "furthest metric"], &cells));
+        if worst.len() > TEXT_ROWS {
+            println!("… and {} more (--json, or analysis/outliers)", worst.len() - TEXT_ROWS);
+        }
     }
     println!(
         "\n{} series worsening (significant slope in the bad direction); {} noisy (CV > 5 %)",

@@ -103,6 +103,23 @@ async fn finished_nights(dataset: &Dataset) -> Result<Vec<NaiveDate>, StoreError
     Ok(nights)
 }
 
+/// Deletes the states of nights before `night` but the latest of them: a state is hundreds of
+/// megabytes for a large fleet, and only the newest one, with one before it to redo a night
+/// from, is ever read. The findings tables and digests stay.
+async fn prune_states(dataset: &Dataset, night: NaiveDate) -> Result<(), StoreError> {
+    let metas = dataset.list_objects(&format!("{ANALYSIS_DIR}/state")).await?;
+    let dated: Vec<(NaiveDate, &object_store::path::Path)> =
+        metas.iter().filter_map(|m| partition_date(&m.location).map(|d| (d, &m.location))).collect();
+    let Some(keep) = dated.iter().map(|(d, _)| *d).filter(|d| *d < night).max() else { return Ok(()) };
+    let old: Vec<object_store::path::Path> =
+        dated.into_iter().filter(|(d, _)| *d < keep).map(|(_, p)| p.clone()).collect();
+    if !old.is_empty() {
+        tracing::info!("removing {} files of older states", old.len());
+        dataset.delete_all(&old).await?;
+    }
+    Ok(())
+}
+
 /// The findings of one series; the detector runs once and trends reuse its last change.
 struct SeriesFindings {
     stability: Stability,
@@ -147,6 +164,7 @@ pub fn run(
             .max()
             .ok_or_else(|| NightlyError::Nothing(format!("{} holds no runs", dataset.url())))?,
     };
+    let clock = std::time::Instant::now();
     let previous = if opts.full {
         None
     } else {
@@ -162,8 +180,10 @@ pub fn run(
         }
         None => (SeriesMap::new(), HostMap::new(), None),
     };
+    tracing::info!("state of {previous:?}: {} series, {:.1?}", series.len(), clock.elapsed());
     let loaded =
         load_into(runtime, dataset, DateRange { since, until: Some(night) }, HISTORY_RUNS, &mut series)?;
+    tracing::info!("{} partitions read, {:.1?}", loaded.dates.len(), clock.elapsed());
     if series.is_empty() {
         return Err(NightlyError::Nothing(format!("{} holds no measurements up to {night}", dataset.url())));
     }
@@ -185,6 +205,7 @@ pub fn run(
     let predicted: Vec<Forecast> =
         if opts.limits.is_empty() { Vec::new() } else { forecasts(&list, &opts.limits, &detector) };
 
+    tracing::info!("analysed, {:.1?}", clock.elapsed());
     let mode = if previous.is_some() { "incremental" } else { "full" };
     let findings = Findings {
         changes: &changes,
@@ -230,6 +251,8 @@ pub fn run(
             runtime.block_on(dataset.put(&dataset.child(&path), bytes.into()))?;
             written.push(path);
         }
+        runtime.block_on(prune_states(dataset, night))?;
     }
+    tracing::info!("written, {:.1?}", clock.elapsed());
     Ok(NightlyRun { digest, written, changes, trends, stability })
 }

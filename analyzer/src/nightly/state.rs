@@ -100,19 +100,25 @@ pub fn decode_state(series: &[u8], points: &[u8], hosts: &[u8]) -> PolarsResult<
         });
     }
     let p = decode(points)?;
-    let (id, at, value, disturbed) = (
-        p.column("series_id")?.u32()?.clone(),
-        p.column("started_at")?.i64()?.clone(),
-        p.column("value")?.f64()?.clone(),
-        p.column("disturbed")?.bool()?.clone(),
-    );
-    for i in 0..p.height() {
-        let Some(s) = id.get(i).and_then(|k| by_id.get_mut(k as usize)) else {
+    // Contiguous slices: tens of millions of points, so no per-element lookups.
+    let id = p.column("series_id")?.u32()?.rechunk();
+    let at = p.column("started_at")?.i64()?.rechunk();
+    let value = p.column("value")?.f64()?.rechunk();
+    let disturbed = p.column("disturbed")?.bool()?.rechunk();
+    let (id, at, value) = (id.cont_slice()?, at.cont_slice()?, value.cont_slice()?);
+    let flags: Vec<bool> = disturbed.downcast_iter().flat_map(|a| a.values_iter()).collect();
+    polars_ensure!(flags.len() == id.len(), ComputeError: "state points have nulls");
+    let mut start = 0;
+    while start < id.len() {
+        let k = id[start];
+        let end = start + id[start..].iter().take_while(|&&x| x == k).count();
+        let Some(s) = by_id.get_mut(k as usize) else {
             polars_bail!(ComputeError: "a state point names a series that is not there");
         };
-        s.at.push(at.get(i).unwrap_or(0));
-        s.values.push(value.get(i).unwrap_or(f64::NAN));
-        s.disturbed.push(disturbed.get(i).unwrap_or(false));
+        s.at.extend_from_slice(&at[start..end]);
+        s.values.extend_from_slice(&value[start..end]);
+        s.disturbed.extend_from_slice(&flags[start..end]);
+        start = end;
     }
     let h = decode(hosts)?;
     let (names, classes, runs) = (strings(&h, "host")?, strings(&h, "class")?, strings(&h, "run_id")?);

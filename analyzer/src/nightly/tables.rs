@@ -55,7 +55,7 @@ pub fn change_points(night: NaiveDate, rows: &[Anomaly]) -> PolarsResult<DataFra
             "magnitude" => |r| r.magnitude,
             "confidence" => |r| r.confidence,
             "ongoing" => |r| r.ongoing,
-            "runs_since" => |r| r.runs_since as u32,
+            "runs_since" => |r| r.runs_since as i64,
         ),
     )
 }
@@ -65,7 +65,7 @@ pub fn trends(night: NaiveDate, rows: &[Trend]) -> PolarsResult<DataFrame> {
         keyed(night, rows, |r| &r.key)?,
         cols!(rows,
             "higher_is_better" => |r| r.higher_is_better,
-            "runs" => |r| r.runs as u32,
+            "runs" => |r| r.runs as i64,
             "latest_date" => |r| r.latest_date,
             "latest" => |r| r.latest,
             "latest_disturbed" => |r| r.latest_disturbed,
@@ -74,7 +74,7 @@ pub fn trends(night: NaiveDate, rows: &[Trend]) -> PolarsResult<DataFrame> {
             "deviation_sigmas" => |r| r.deviation_sigmas,
             "robust_cv" => |r| r.robust_cv,
             "fit_since" => |r| r.fit_since,
-            "fit_runs" => |r| r.fit_runs as u32,
+            "fit_runs" => |r| r.fit_runs as i64,
             "slope_per_30d" => |r| r.slope_per_30d,
             "slope_low" => |r| r.slope_low,
             "slope_high" => |r| r.slope_high,
@@ -89,7 +89,7 @@ pub fn stability(night: NaiveDate, rows: &[Stability]) -> PolarsResult<DataFrame
         keyed(night, rows, |r| &r.key)?,
         cols!(rows,
             "higher_is_better" => |r| r.higher_is_better,
-            "runs" => |r| r.runs as u32,
+            "runs" => |r| r.runs as i64,
             "disturbed_share" => |r| r.disturbed_share,
             "robust_cv" => |r| r.robust_cv,
             "grade" => |r| r.grade.as_str(),
@@ -106,13 +106,13 @@ pub fn outliers(night: NaiveDate, rows: &[Outlier]) -> PolarsResult<DataFrame> {
             "class" => |r| r.class.as_str(),
             "probe" => |r| r.probe.as_str(),
             "side" => |r| if r.side == Side::Worse { "worse" } else { "better" },
-            "peers" => |r| r.peers as u32,
+            "peers" => |r| r.peers as i64,
             "score" => |r| r.score,
             "gap" => |r| r.gap,
             "worst_metric" => |r| r.worst_metric.as_str(),
             "worst_value" => |r| r.worst_value,
             "peer_median" => |r| r.peer_median,
-            "metrics" => |r| r.metrics as u32,
+            "metrics" => |r| r.metrics as i64,
         ),
     )
 }
@@ -138,4 +138,42 @@ pub fn forecasts(night: NaiveDate, rows: &[Forecast]) -> PolarsResult<DataFrame>
             "latest" => |r| r.latest,
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The type names `datasets/README.md` uses.
+    fn type_name(dtype: &DataType) -> &'static str {
+        match dtype {
+            DataType::String => "string",
+            DataType::Boolean => "boolean",
+            DataType::Float64 => "double",
+            DataType::Int64 => "int64",
+            DataType::Date => "date",
+            other => panic!("{other} has no name in the README"),
+        }
+    }
+
+    #[test]
+    fn the_analyst_readme_documents_every_column() {
+        let readme = include_str!("../../../datasets/README.md");
+        let night = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let tables = [
+            ("change_points", change_points(night, &[]).unwrap()),
+            ("trends", trends(night, &[]).unwrap()),
+            ("stability", stability(night, &[]).unwrap()),
+            ("outliers", outliers(night, &[]).unwrap()),
+            ("forecasts", forecasts(night, &[]).unwrap()),
+        ];
+        for (name, df) in tables {
+            assert!(readme.contains(&format!("### `analysis/{name}`")), "{name}");
+            for c in df.columns() {
+                let row = format!("| `{}` | {} |", c.name(), type_name(c.dtype()));
+                assert!(readme.contains(&row), "datasets/README.md lacks `{row}` for analysis/{name}");
+                assert_ne!(c.name().as_str(), "date", "{name}: `date` is the partition column");
+            }
+        }
+    }
 }
