@@ -328,10 +328,12 @@ fn daemon(s3: &S3Server, dir: &Path, schedules: &Path) -> Child {
         .unwrap()
 }
 
-/// Run ids the daemon's output says it completed or recorded.
+/// Run ids the daemon's output says it completed or recorded. A run a stop cut short is
+/// reported (`run X partial (interrupted)`) and delivered; a run a kill cut short is recorded on
+/// the next start (`run X was interrupted by a stop`) and counted apart.
 fn reported_runs(out: &str) -> Vec<String> {
     out.lines()
-        .filter(|l| l.starts_with("daemon: ") && !l.contains("interrupted"))
+        .filter(|l| l.starts_with("daemon: ") && !l.contains("was interrupted by a stop"))
         .filter_map(|l| {
             let tail =
                 l.rsplit_once(", run ").map(|(_, t)| t).or_else(|| l.split_once(": run ").map(|(_, t)| t))?;

@@ -378,3 +378,35 @@ async fn timing_200_hosts_365_days() {
     }
     println!("{summary:?} in {elapsed:.2?}; events by kind {kinds:?}");
 }
+
+#[tokio::test]
+async fn some_bad_nights_go_unflagged_and_come_back() {
+    let (ds, _) = make("unseen", &options(30, 120, 4)).await;
+    let rows = measurements(&ds).await;
+    // Quiet metrics only (CV ≤ 2 %), where a 15 % excursion is never noise.
+    let quiet: HashMap<(&str, &str), bool> = METRICS
+        .iter()
+        .map(|m| ((m.probe, m.metric), m.typical_cv > 0.0 && m.typical_cv <= 0.02 && m.higher_is_better))
+        .collect();
+    let mut series: HashMap<(&str, &str, &str), Vec<&Row>> = HashMap::new();
+    for r in &rows {
+        if quiet[&(r.probe.as_str(), r.metric.as_str())] {
+            series.entry((&r.host, &r.probe, &r.metric)).or_default().push(r);
+        }
+    }
+    let (mut unflagged_bad, mut total) = (0usize, 0usize);
+    for rs in series.values_mut() {
+        rs.sort_by_key(|r| r.date);
+        for i in 2..rs.len().saturating_sub(2) {
+            // Against the median of the two nights either side: one bad night, then back.
+            let mut around: Vec<f64> = [i - 2, i - 1, i + 1, i + 2].iter().map(|&j| rs[j].value).collect();
+            let level = median(&mut around);
+            total += 1;
+            if !rs[i].disturbed && rs[i].value < 0.86 * level {
+                unflagged_bad += 1;
+            }
+        }
+    }
+    let share = unflagged_bad as f64 / total as f64;
+    assert!((0.002..0.007).contains(&share), "unflagged bad nights: {share:.4} of {total}");
+}
