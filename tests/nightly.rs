@@ -141,6 +141,10 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
         .collect();
     assert_eq!(states, [format!("date={}", night - Days::new(1)), format!("date={night}")]);
 
+    // Redoing an older night, whose neighbours' states were pruned, starts in full and agrees.
+    let redo = nightly(&fleet, night - Days::new(2), &[]);
+    assert_eq!(redo["mode"], "full", "{redo}");
+
     // A dry run writes nothing; the dataset still validates with analysis/ beside it.
     let later = night + Days::new(1);
     nightly(&fleet, later, &["--dry-run"]);

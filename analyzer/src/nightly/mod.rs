@@ -168,7 +168,18 @@ pub fn run(
     let previous = if opts.full {
         None
     } else {
-        runtime.block_on(finished_nights(dataset))?.into_iter().rev().find(|d| *d < night)
+        // The newest finished night before this one whose state is still there (redoing an old
+        // night finds its neighbours' states pruned: it then starts from an older one, or in full).
+        let mut found = None;
+        for d in runtime.block_on(finished_nights(dataset))?.into_iter().rev().filter(|d| *d < night) {
+            let there =
+                |file: &str| runtime.block_on(dataset.exists(&dataset.child(&location("state", d, file))));
+            if there("series.parquet")? && there("points.parquet")? && there("hosts.parquet")? {
+                found = Some(d);
+                break;
+            }
+        }
+        found
     };
     let (mut series, mut hosts, since) = match previous {
         Some(p) => {
