@@ -57,6 +57,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The `date=` folders of the kept states.
+fn state_dates(dataset: &Path) -> Vec<String> {
+    fathom_e2e::files_under(&dataset.join("analysis/state"))
+        .iter()
+        .map(|f| f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 #[test]
 fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,17 +78,33 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     let step_date = NaiveDate::parse_from_str(step["date"].as_str().unwrap(), "%Y-%m-%d").unwrap();
     let night = step_date + Days::new(5);
 
-    // The first night has no state: full. The next ones read one partition each.
+    // Two partitions whose runs arrive late (their measurements are there, uncommitted, until
+    // the runs rows come): one the state's overlap covers, one three weeks back.
+    let hidden = dir.path().join("late");
+    let late = [night - Days::new(4), night - Days::new(20)];
+    for (i, d) in late.iter().enumerate() {
+        let from = fleet.join(format!("runs/date={d}"));
+        std::fs::rename(&from, hidden.with_extension(i.to_string())).unwrap();
+    }
+
+    // The first night has no state: full. The next ones read the new partition and the last
+    // three the state covered again (one of them, still without runs, is not there).
     let first = nightly(&fleet, night - Days::new(3), &[]);
     assert_eq!(first["mode"], "full");
-    for back in (0..3).rev() {
+    for back in (1..3).rev() {
         let d = nightly(&fleet, night - Days::new(back), &[]);
         assert_eq!(
             (d["mode"].as_str(), d["partitions_read"].as_u64()),
-            (Some("incremental"), Some(1)),
+            (Some("incremental"), Some(3)),
             "{d}"
         );
     }
+    // The late runs come; the night reads again from the oldest partition they changed.
+    for (i, d) in late.iter().enumerate() {
+        std::fs::rename(hidden.with_extension(i.to_string()), fleet.join(format!("runs/date={d}"))).unwrap();
+    }
+    let d = nightly(&fleet, night, &[]);
+    assert_eq!((d["mode"].as_str(), d["partitions_read"].as_u64()), (Some("incremental"), Some(21)), "{d}");
     let incremental = json(
         &std::fs::read_to_string(fleet.join(format!("analysis/digest/date={night}/digest.json"))).unwrap(),
     );
@@ -133,13 +159,7 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     assert!(incident["class"].is_string());
 
     // Only the newest state and the one before it are kept (a large fleet's is hundreds of MB).
-    let states: Vec<String> = fathom_e2e::files_under(&fleet.join("analysis/state"))
-        .iter()
-        .map(|f| f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    assert_eq!(states, [format!("date={}", night - Days::new(1)), format!("date={night}")]);
+    assert_eq!(state_dates(&fleet), [format!("date={}", night - Days::new(1)), format!("date={night}")]);
 
     // Redoing an older night, whose neighbours' states were pruned, starts in full and agrees.
     let redo = nightly(&fleet, night - Days::new(2), &[]);
@@ -149,6 +169,16 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     let later = night + Days::new(1);
     nightly(&fleet, later, &["--dry-run"]);
     assert!(!fleet.join(format!("analysis/digest/date={later}")).exists());
+
+    // A night that crashed after writing its state (no digest) is not started from, and its
+    // state goes with the older ones, not the finished night before it.
+    copy_dir(
+        &fleet.join(format!("analysis/state/date={night}")),
+        &fleet.join(format!("analysis/state/date={later}")),
+    );
+    let after = nightly(&fleet, later + Days::new(1), &[]);
+    assert_eq!((after["mode"].as_str(), after["partitions_read"].as_u64()), (Some("incremental"), Some(5)));
+    assert_eq!(state_dates(&fleet), [format!("date={night}"), format!("date={}", later + Days::new(1))]);
     let validated = ok(bin("fathom-datasets").arg("validate").arg(&fleet));
     assert!(validated.contains(" 0 bad"), "{validated}");
 }

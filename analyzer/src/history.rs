@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use fathom_datasets::Table;
+use fathom_datasets::schema::col;
 use fathom_datasets::store::{Dataset, DateRange};
+use polars::prelude::*;
 
 use crate::load::{LoadError, Loader, SkippedFile};
 use crate::runs::{RunInfo, read_runs};
@@ -80,4 +82,46 @@ pub fn load_into(
         }
     }
     Ok(loaded)
+}
+
+/// Distinct runs per partition in `range`, from the runs table's `run_id` column only: how a
+/// night tells that runs arrived late into partitions its state has already read.
+pub fn run_counts(
+    runtime: &tokio::runtime::Runtime,
+    dataset: &Dataset,
+    range: DateRange,
+) -> Result<BTreeMap<NaiveDate, u64>, HistoryError> {
+    let polars = |cause| HistoryError::Polars { what: "the runs table", cause };
+    let mut loader = Loader::new(dataset.clone(), range);
+    let count = |loader: &mut Loader| -> Result<Option<DataFrame>, HistoryError> {
+        let Some(runs) = runtime.block_on(loader.scan(Table::Runs))? else { return Ok(None) };
+        runs.select([
+            col(col::STARTED_AT)
+                .cast(DataType::Datetime(TimeUnit::Microseconds, None))
+                .dt()
+                .date()
+                .alias("date"),
+            col(col::RUN_ID),
+        ])
+        .group_by([col("date")])
+        .agg([col(col::RUN_ID).n_unique().cast(DataType::UInt64).alias("runs")])
+        .collect()
+        .map(Some)
+        .map_err(polars)
+    };
+    let df = match count(&mut loader) {
+        Ok(df) => df,
+        Err(first) if loader.recheck() == 0 => return Err(first),
+        Err(_) => count(&mut loader)?,
+    };
+    let Some(df) = df else { return Ok(BTreeMap::new()) };
+    let dates = df.column("date").and_then(|c| c.date().cloned()).map_err(polars)?;
+    let counts = df.column("runs").and_then(|c| c.u64().cloned()).map_err(polars)?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    Ok((0..df.height())
+        .filter_map(|i| {
+            let day = dates.physical().get(i)?;
+            Some((epoch + chrono::TimeDelta::days(i64::from(day)), counts.get(i)?))
+        })
+        .collect())
 }

@@ -74,6 +74,14 @@ impl NightlySeries {
         self.keep_last(keep);
     }
 
+    /// Drops the runs that started at or after `at` (microseconds), for partitions read again.
+    pub fn truncate_from(&mut self, at: i64) {
+        let keep = self.at.partition_point(|&t| t < at);
+        self.at.truncate(keep);
+        self.values.truncate(keep);
+        self.disturbed.truncate(keep);
+    }
+
     /// Drops all but the last `keep` runs.
     pub fn keep_last(&mut self, keep: usize) {
         let drop = self.len().saturating_sub(keep);
@@ -117,7 +125,8 @@ pub fn load_series(measurements: LazyFrame) -> PolarsResult<Vec<NightlySeries>> 
         .filter(col(col::VALUE).is_not_null())
         .group_by(keys)
         .agg([
-            col(col::HIGHER_IS_BETTER).first(),
+            // The latest run's word on the direction, as a later night's would be.
+            col(col::HIGHER_IS_BETTER).sort_by(order.clone(), by_time()).last(),
             col(col::STARTED_AT).sort_by(order.clone(), by_time()).alias("at"),
             col(col::VALUE).sort_by(order.clone(), by_time()).alias("values"),
             col(col::DISTURBED).sort_by(order, by_time()).alias("disturbed"),
@@ -244,6 +253,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_direction_is_the_latest_runs() {
+        // Rows out of time order; the latest run (day 2) says lower is better.
+        let rows = [
+            ("a", "read_iops", 0, 1.0, false),
+            ("a", "read_iops", 2, 3.0, false),
+            ("a", "read_iops", 1, 2.0, false),
+        ];
+        let frame = frame(&rows).with_column(
+            when(col(col::VALUE).eq(lit(3.0)))
+                .then(lit(false))
+                .otherwise(lit(true))
+                .alias(col::HIGHER_IS_BETTER),
+        );
+        assert!(!load_series(frame).unwrap()[0].higher_is_better);
+    }
+
+    #[test]
     fn extending_adds_only_newer_runs_and_keeps_the_last_ones() {
         let mut a = series(&[1.0, 2.0, 3.0], &[]);
         let mut b = series(&[9.0, 9.0, 9.0, 4.0, 5.0], &[4]);
@@ -254,6 +280,14 @@ pub(crate) mod tests {
         assert_eq!(a.disturbed, [false, false, false, true]);
         assert!(!a.higher_is_better);
         assert!(a.at.windows(2).all(|w| w[0] < w[1]));
+        let cut = a.at[2];
+        a.truncate_from(cut);
+        assert_eq!(
+            (a.values.as_slice(), a.disturbed.as_slice()),
+            ([2.0, 3.0].as_slice(), [false, false].as_slice())
+        );
+        a.truncate_from(i64::MIN);
+        assert!(a.is_empty() && a.at.is_empty() && a.disturbed.is_empty());
     }
 
     #[test]

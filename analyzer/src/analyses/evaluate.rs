@@ -108,8 +108,8 @@ impl JsonLabel {
     }
 }
 
-/// Labels from a CSV (header `host,metric,date` and optionally `params`, `magnitude`), a JSON
-/// array of such objects, or a `ground_truth.json`.
+/// Labels from a CSV (header `host,metric,date` and optionally `params`, `magnitude`; a cell
+/// with commas in double quotes), a JSON array of such objects, or a `ground_truth.json`.
 pub fn parse_labels(text: &str, origin: &str) -> Result<Vec<Label>, LabelError> {
     let err = |message: String| LabelError::Invalid { origin: origin.to_string(), message };
     let trimmed = text.trim_start();
@@ -131,19 +131,31 @@ pub fn parse_labels(text: &str, origin: &str) -> Result<Vec<Label>, LabelError> 
         }
         return Ok(out);
     }
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
-    let (_, header) = lines.next().ok_or_else(|| err("no labels".into()))?;
-    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
-    let find = |name: &str| columns.iter().position(|c| *c == name);
+    // Quoted cells as CSV has them: params hold commas ("size=1GiB,qd=32").
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let columns: Vec<String> =
+        reader.headers().map_err(|e| err(format!("line 1: {e}")))?.iter().map(str::to_string).collect();
+    let find = |name: &str| columns.iter().position(|c| c == name);
     let (Some(h), Some(m), Some(d)) = (find("host"), find("metric"), find("date")) else {
-        return Err(err(format!("line 1: the header must name host, metric and date (found {header:?})")));
+        return Err(err(format!(
+            "line 1: the header must name host, metric and date (found {:?})",
+            columns.join(",")
+        )));
     };
     let (p, g) = (find("params"), find("magnitude"));
     let mut out = Vec::new();
-    for (n, line) in lines {
-        let line_err = |what: String| err(format!("line {}: {what}", n + 1));
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+    for record in reader.records() {
+        let record = record.map_err(|e| err(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let line_err = |what: String| err(format!("line {line}: {what}"));
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let cell = |i: usize| record.get(i).unwrap_or("");
         let (probe, metric) = split_metric(None, cell(m))
             .ok_or_else(|| line_err(format!("metric {:?} is not PROBE.METRIC", cell(m))))?;
         let date = NaiveDate::parse_from_str(cell(d), "%Y-%m-%d")
@@ -231,10 +243,21 @@ fn delay(series: &NightlySeries, clean: &[f64], date: NaiveDate, opts: &Options)
     None
 }
 
+/// What the series a label names made of it. A label without params names every series of
+/// its metric: it is one change, found when any of them reports it.
+#[derive(Clone, Default)]
+struct LabelOutcome {
+    series: usize,
+    found: bool,
+    delay: Option<usize>,
+    /// The quietest of its series' noise: a miss counts where the change was easiest to see.
+    cv: Option<f64>,
+}
+
 pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> Evaluation {
-    let mut by_series: BTreeMap<(&str, &str, &str), Vec<&Label>> = BTreeMap::new();
-    for l in labels {
-        by_series.entry((&l.host, &l.probe, &l.metric)).or_default().push(l);
+    let mut by_series: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, l) in labels.iter().enumerate() {
+        by_series.entry((&l.host, &l.probe, &l.metric)).or_default().push(i);
     }
     let mut eval = Evaluation {
         series: series.len(),
@@ -256,8 +279,7 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         quiet_per_1000_series_years: None,
         labels_without_series: 0,
     };
-    let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut seen_labels = 0;
+    let mut outcomes = vec![LabelOutcome::default(); labels.len()];
     for s in series {
         let years = match (s.at.first(), s.at.last()) {
             (Some(&a), Some(&b)) => ((b - a) as f64 / 86_400e6 + 1.0) / 365.0,
@@ -265,14 +287,17 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         };
         eval.series_years += years;
         let k = &s.key;
-        let mine: Vec<&Label> = by_series
+        let mine: Vec<usize> = by_series
             .get(&(k.host.as_str(), k.probe.as_str(), k.metric.as_str()))
             .map(|ls| {
-                ls.iter().copied().filter(|l| l.params.as_deref().is_none_or(|p| p == k.params)).collect()
+                ls.iter()
+                    .copied()
+                    .filter(|&l| labels[l].params.as_deref().is_none_or(|p| p == k.params))
+                    .collect()
             })
             .unwrap_or_default();
         let clean = s.clean_values();
-        let noise = noise_bucket(noise_cv(&clean));
+        let cv = noise_cv(&clean);
         let reports: Vec<NaiveDate> = detect(&clean, opts).iter().map(|c| s.night(c.index)).collect();
         eval.reported += reports.len();
         if mine.is_empty() {
@@ -282,37 +307,29 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         }
         let mut used = vec![false; reports.len()];
         let days = |a: NaiveDate, b: NaiveDate| (a - b).num_days();
-        for l in mine.iter().filter(|l| l.end.is_none()) {
-            seen_labels += 1;
+        for &li in mine.iter().filter(|&&l| labels[l].end.is_none()) {
+            let l = &labels[li];
             let nearest = (0..reports.len())
                 .filter(|&i| !used[i] && days(reports[i], l.date).abs() <= TOLERANCE_NIGHTS)
                 .min_by_key(|&i| days(reports[i], l.date).abs());
-            let size = l.magnitude.map(bucket);
-            let cell = size.map(|b| format!("{b} {noise}"));
-            let scores = [
-                Some(&mut eval.overall),
-                size.map(|b| eval.by_size.entry(b).or_default()),
-                Some(eval.by_noise.entry(noise).or_default()),
-                cell.clone().map(|c| eval.by_size_and_noise.entry(c).or_default()),
-            ];
-            for score in scores.into_iter().flatten() {
-                score.labels += 1;
-                score.found += usize::from(nearest.is_some());
-            }
             if let Some(i) = nearest {
                 used[i] = true;
             }
+            let o = &mut outcomes[li];
+            o.series += 1;
+            o.found |= nearest.is_some();
+            o.cv = match (o.cv, cv) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Some(d) = delay(s, &clean, l.date, opts) {
-                let keys = [Some("all".to_string()), size.map(str::to_string), Some(noise.to_string()), cell];
-                for key in keys.into_iter().flatten() {
-                    delays.entry(key).or_default().push(d as f64);
-                }
+                o.delay = Some(o.delay.map_or(d, |e| e.min(d)));
             }
         }
         for (i, r) in reports.iter().enumerate() {
             if used[i] {
                 eval.true_reports += 1;
-            } else if mine.iter().any(|l| {
+            } else if mine.iter().map(|&l| &labels[l]).any(|l| {
                 l.end.is_some_and(|end| {
                     days(*r, l.date) >= -TOLERANCE_NIGHTS && days(*r, end) <= TOLERANCE_NIGHTS
                 })
@@ -323,7 +340,32 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
             }
         }
     }
-    eval.labels_without_series = labels.iter().filter(|l| l.end.is_none()).count() - seen_labels;
+    let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (l, o) in labels.iter().zip(&outcomes).filter(|(l, _)| l.end.is_none()) {
+        if o.series == 0 {
+            eval.labels_without_series += 1;
+            continue;
+        }
+        let noise = noise_bucket(o.cv);
+        let size = l.magnitude.map(bucket);
+        let cell = size.map(|b| format!("{b} {noise}"));
+        let scores = [
+            Some(&mut eval.overall),
+            size.map(|b| eval.by_size.entry(b).or_default()),
+            Some(eval.by_noise.entry(noise).or_default()),
+            cell.clone().map(|c| eval.by_size_and_noise.entry(c).or_default()),
+        ];
+        for score in scores.into_iter().flatten() {
+            score.labels += 1;
+            score.found += usize::from(o.found);
+        }
+        if let Some(d) = o.delay {
+            let keys = [Some("all".to_string()), size.map(str::to_string), Some(noise.to_string()), cell];
+            for key in keys.into_iter().flatten() {
+                delays.entry(key).or_default().push(d as f64);
+            }
+        }
+    }
     let judged = eval.true_reports + eval.false_reports;
     eval.precision = (judged > 0).then(|| eval.true_reports as f64 / judged as f64);
     eval.false_per_1000_series_years =
@@ -420,6 +462,29 @@ mod tests {
         assert_eq!((e.neutral_reports, e.false_reports, e.precision), (1, 0, None));
         // A label on a series the dataset does not have.
         let other = Label { host: "db-99".into(), ..label(41, -0.2) };
-        assert_eq!(evaluate(&[s], &[other], &Options::default()).labels_without_series, 1);
+        assert_eq!(
+            evaluate(std::slice::from_ref(&s), &[other], &Options::default()).labels_without_series,
+            1
+        );
+        // A label without params names every series of its metric: one change, found once,
+        // and the step in each series is a true report.
+        let mut t = s.clone();
+        t.key.params = "qd=32".into();
+        let e = evaluate(&[s, t], &[label(41, -0.2)], &Options::default());
+        assert_eq!((e.overall.labels, e.overall.found, e.labels_without_series), (1, 1, 0));
+        assert_eq!((e.true_reports, e.false_reports), (2, 0));
+    }
+
+    #[test]
+    fn csv_cells_with_commas_are_quoted() {
+        let csv = "# known changes\nhost,metric,params,date\n\n\"db-01\",storage.rand4k.read_iops,\"size=1GiB,qd=32\",2026-02-10\n";
+        let l = parse_labels(csv, "l.csv").unwrap();
+        assert_eq!(
+            (l.len(), l[0].params.as_deref(), l[0].host.as_str()),
+            (1, Some("size=1GiB,qd=32"), "db-01")
+        );
+        let e =
+            parse_labels("host,metric,date\n\n\na,b.c,2026-01-01\na,bc,2026-01-01\n", "l.csv").unwrap_err();
+        assert!(e.to_string().contains("line 5: metric"), "{e}");
     }
 }

@@ -7,14 +7,20 @@
 //! window is kept as state (`analysis/state/date=NIGHT/`), so the next night reads that state and
 //! the partitions after it, not the year behind it. A full recompute (`--full`, or no state yet)
 //! reads every partition up to the night, keeping the same window; both give the same findings
-//! because the findings are a function of the window only. What the incremental path cannot see
-//! is a run that arrives late into a partition older than the state (a collector that spooled
-//! through a long outage): `--full` picks it up.
+//! because the findings are a function of the window only.
+//!
+//! Runs can arrive late: the night analysed by default is the latest partition with runs, which
+//! may still be filling, and a collector that spooled through an outage uploads days later. So
+//! an incremental night reads again the last [`OVERLAP_NIGHTS`] partitions its state covered, and
+//! counts the runs of every older partition (one column of the small runs table) against the
+//! counts the state recorded: from the oldest partition that changed, the window is dropped and
+//! read again. Late runs are then in the findings as if they had been on time.
 //!
 //! # Writing
 //!
-//! Every file goes in with one atomic put; the digest goes last and says the night is complete,
-//! so a night cut off half-way is redone and its state never used.
+//! Every file goes in with one atomic put. A night's digest says it is complete: it is deleted
+//! before a night is redone and written last, so a night cut off half-way is never read as
+//! finished and its state never used.
 
 pub mod digest;
 pub mod state;
@@ -34,14 +40,17 @@ use crate::analyses::forecast::{Forecast, Limit, forecasts};
 use crate::analyses::outliers::{class_of, fleet_outliers};
 use crate::analyses::stability::{Stability, stability_of};
 use crate::analyses::trends::{Trend, regime_start_after, trend_since};
-use crate::history::{HistoryError, load_into};
+use crate::history::{HistoryError, load_into, run_counts};
 use crate::series::NightlySeries;
 use digest::{Digest, Findings};
-use state::{HostMap, HostState, SeriesMap};
+use state::{HostMap, HostState, STATE_FILES, SeriesMap, State};
 
 /// Runs per series the nightly analyses look at: a year of nightly runs.
 pub const HISTORY_RUNS: usize = 365;
 pub const ANALYSIS_DIR: &str = "analysis";
+/// Partitions an incremental night reads again before the new ones, for runs that arrived
+/// after the state was taken (the state's own night may have been still filling).
+pub const OVERLAP_NIGHTS: u64 = 3;
 /// The file name of each table's night.
 const TABLE_FILE: &str = "nightly.parquet";
 
@@ -103,21 +112,68 @@ async fn finished_nights(dataset: &Dataset) -> Result<Vec<NaiveDate>, StoreError
     Ok(nights)
 }
 
-/// Deletes the states of nights before `night` but the latest of them: a state is hundreds of
-/// megabytes for a large fleet, and only the newest one, with one before it to redo a night
-/// from, is ever read. The findings tables and digests stay.
+/// Whether every file of the state of `night` is there.
+async fn state_is_complete(dataset: &Dataset, night: NaiveDate) -> Result<bool, StoreError> {
+    for file in STATE_FILES {
+        if !dataset.exists(&dataset.child(&location("state", night, file))).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The newest finished night before `night` whose state is complete: what an incremental night
+/// starts from (redoing an old night finds its neighbours' states pruned: it then starts from an
+/// older one, or in full).
+async fn usable_state_before(dataset: &Dataset, night: NaiveDate) -> Result<Option<NaiveDate>, StoreError> {
+    for d in finished_nights(dataset).await?.into_iter().rev().filter(|d| *d < night) {
+        if state_is_complete(dataset, d).await? {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
+}
+
+/// Deletes the states before `night` but the one the next redo of `night` would start from: a
+/// state is hundreds of megabytes for a large fleet, and only the newest one, with one before it
+/// to redo a night from, is ever read. A state a crashed night left goes too; states after
+/// `night` (an old night redone) and the findings tables and digests stay.
 async fn prune_states(dataset: &Dataset, night: NaiveDate) -> Result<(), StoreError> {
+    let keep = usable_state_before(dataset, night).await?;
     let metas = dataset.list_objects(&format!("{ANALYSIS_DIR}/state")).await?;
-    let dated: Vec<(NaiveDate, &object_store::path::Path)> =
-        metas.iter().filter_map(|m| partition_date(&m.location).map(|d| (d, &m.location))).collect();
-    let Some(keep) = dated.iter().map(|(d, _)| *d).filter(|d| *d < night).max() else { return Ok(()) };
-    let old: Vec<object_store::path::Path> =
-        dated.into_iter().filter(|(d, _)| *d < keep).map(|(_, p)| p.clone()).collect();
+    let old: Vec<object_store::path::Path> = metas
+        .into_iter()
+        .filter(|m| partition_date(&m.location).is_some_and(|d| d < night && Some(d) != keep))
+        .map(|m| m.location)
+        .collect();
     if !old.is_empty() {
         tracing::info!("removing {} files of older states", old.len());
         dataset.delete_all(&old).await?;
     }
     Ok(())
+}
+
+/// Where an incremental night starting from the state of `previous` must read from: the
+/// overlap, or the oldest partition before it whose runs changed since the state was taken.
+fn reread_from(previous: NaiveDate, recorded: &state::RunCounts, now: &state::RunCounts) -> NaiveDate {
+    let overlap = previous - Days::new(OVERLAP_NIGHTS - 1);
+    let changed = now
+        .iter()
+        .filter(|(d, n)| **d < overlap && recorded.get(*d) != Some(*n))
+        .map(|(d, _)| *d)
+        .chain(recorded.keys().copied().filter(|d| *d < overlap && !now.contains_key(d)))
+        .min();
+    match changed {
+        Some(d) => {
+            tracing::warn!("runs arrived late into {d} (or went): the windows are read again from there");
+            d
+        }
+        None => overlap,
+    }
+}
+
+fn midnight_micros(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()
 }
 
 /// The findings of one series; the detector runs once and trends reuse its last change.
@@ -165,35 +221,33 @@ pub fn run(
             .ok_or_else(|| NightlyError::Nothing(format!("{} holds no runs", dataset.url())))?,
     };
     let clock = std::time::Instant::now();
-    let previous = if opts.full {
-        None
-    } else {
-        // The newest finished night before this one whose state is still there (redoing an old
-        // night finds its neighbours' states pruned: it then starts from an older one, or in full).
-        let mut found = None;
-        for d in runtime.block_on(finished_nights(dataset))?.into_iter().rev().filter(|d| *d < night) {
-            let there =
-                |file: &str| runtime.block_on(dataset.exists(&dataset.child(&location("state", d, file))));
-            if there("series.parquet")? && there("points.parquet")? && there("hosts.parquet")? {
-                found = Some(d);
-                break;
-            }
-        }
-        found
-    };
+    // Counted before the windows are read: a run arriving in between is then read but not
+    // counted, and the next night reads its partition again, rather than the other way round.
+    let counts = run_counts(runtime, dataset, DateRange { since: None, until: Some(night) })?;
+    let previous = if opts.full { None } else { runtime.block_on(usable_state_before(dataset, night))? };
     let (mut series, mut hosts, since) = match previous {
         Some(p) => {
-            let get = |file: &str| runtime.block_on(dataset.get(&dataset.child(&location("state", p, file))));
-            let (s, pts, h) = (get("series.parquet")?, get("points.parquet")?, get("hosts.parquet")?);
-            let (series, hosts) =
-                state::decode_state(&s, &pts, &h).map_err(polars(format!("reading the state of {p}")))?;
-            (series, hosts, p.checked_add_days(Days::new(1)))
+            let mut bytes = Vec::with_capacity(STATE_FILES.len());
+            for file in STATE_FILES {
+                bytes.push(runtime.block_on(dataset.get(&dataset.child(&location("state", p, file))))?);
+            }
+            let files = [&bytes[0][..], &bytes[1][..], &bytes[2][..], &bytes[3][..]];
+            let State { mut series, hosts, partitions } =
+                state::decode_state(files).map_err(polars(format!("reading the state of {p}")))?;
+            let since = reread_from(p, &partitions, &counts);
+            let cut = midnight_micros(since);
+            for s in series.values_mut() {
+                s.truncate_from(cut);
+            }
+            (series, hosts, Some(since))
         }
         None => (SeriesMap::new(), HostMap::new(), None),
     };
     tracing::info!("state of {previous:?}: {} series, {:.1?}", series.len(), clock.elapsed());
     let loaded =
         load_into(runtime, dataset, DateRange { since, until: Some(night) }, HISTORY_RUNS, &mut series)?;
+    // A series whose runs were all in the partitions read again, and that are gone from them.
+    series.retain(|_, s| !s.is_empty());
     tracing::info!("{} partitions read, {:.1?}", loaded.dates.len(), clock.elapsed());
     if series.is_empty() {
         return Err(NightlyError::Nothing(format!("{} holds no measurements up to {night}", dataset.url())));
@@ -251,13 +305,18 @@ pub fn run(
         if !opts.limits.is_empty() {
             table("forecasts", tables::forecasts(night, &predicted))?;
         }
-        let [s, p, h] = state::encode_state(&list, &hosts).map_err(polars("encoding the state"))?;
-        files.push((location("state", night, "series.parquet"), s));
-        files.push((location("state", night, "points.parquet"), p));
-        files.push((location("state", night, "hosts.parquet"), h));
+        let encoded = state::encode_state(&list, &hosts, &counts).map_err(polars("encoding the state"))?;
+        for (file, bytes) in STATE_FILES.into_iter().zip(encoded) {
+            files.push((location("state", night, file), bytes));
+        }
         let mut json = serde_json::to_vec_pretty(&digest)?;
         json.push(b'\n');
         files.push((location("digest", night, "digest.json"), json));
+        // Redoing a finished night: it stops being finished until its new digest is in.
+        let digest_path = dataset.child(&location("digest", night, "digest.json"));
+        if runtime.block_on(dataset.exists(&digest_path))? {
+            runtime.block_on(dataset.delete(&digest_path))?;
+        }
         for (path, bytes) in files {
             runtime.block_on(dataset.put(&dataset.child(&path), bytes.into()))?;
             written.push(path);

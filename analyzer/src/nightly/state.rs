@@ -1,11 +1,14 @@
 //! The state the nightly job keeps between nights, under `analysis/state/date=NIGHT/`: every
 //! series' window of history (`series.parquet` with the keys, `points.parquet` with one row per
 //! run, sorted by series and time) and each host's class from its latest run (`hosts.parquet`).
-//! A night then reads this and the new partitions only, not the year behind it.
+//! and the runs each partition held when the state was taken (`partitions.parquet`, how the
+//! next night tells that runs arrived late). A night then reads this and the new partitions
+//! only, not the year behind it.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
+use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::series::{NightlySeries, SeriesKey};
@@ -20,6 +23,20 @@ pub struct HostState {
 
 pub type SeriesMap = BTreeMap<SeriesKey, NightlySeries>;
 pub type HostMap = BTreeMap<String, HostState>;
+/// Distinct runs per partition date.
+pub type RunCounts = BTreeMap<NaiveDate, u64>;
+
+/// The files of a state, in the order [`encode_state`] returns them.
+pub const STATE_FILES: [&str; 4] =
+    ["series.parquet", "points.parquet", "hosts.parquet", "partitions.parquet"];
+
+/// What a night keeps for the next one.
+#[derive(Debug, Default)]
+pub struct State {
+    pub series: SeriesMap,
+    pub hosts: HostMap,
+    pub partitions: RunCounts,
+}
 
 pub fn encode(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     let mut buf = Vec::new();
@@ -31,8 +48,12 @@ pub fn decode(bytes: &[u8]) -> PolarsResult<DataFrame> {
     ParquetReader::new(Cursor::new(bytes)).finish()
 }
 
-/// (series.parquet, points.parquet, hosts.parquet) as bytes.
-pub fn encode_state(keys: &[NightlySeries], hosts: &HostMap) -> PolarsResult<[Vec<u8>; 3]> {
+/// The [`STATE_FILES`] as bytes.
+pub fn encode_state(
+    keys: &[NightlySeries],
+    hosts: &HostMap,
+    partitions: &RunCounts,
+) -> PolarsResult<[Vec<u8>; 4]> {
     let text = |f: fn(&SeriesKey) -> &str| keys.iter().map(|s| f(&s.key)).collect::<Vec<&str>>();
     let mut series_df = df!(
         "series_id" => (0..keys.len() as u32).collect::<Vec<u32>>(),
@@ -63,7 +84,11 @@ pub fn encode_state(keys: &[NightlySeries], hosts: &HostMap) -> PolarsResult<[Ve
         "started_at" => hosts.values().map(|h| h.started_at).collect::<Vec<_>>(),
         "run_id" => hosts.values().map(|h| h.run_id.as_str()).collect::<Vec<_>>(),
     )?;
-    Ok([encode(&mut series_df)?, encode(&mut points)?, encode(&mut hosts_df)?])
+    let mut partitions_df = df!(
+        "date" => partitions.keys().copied().collect::<Vec<NaiveDate>>(),
+        "runs" => partitions.values().copied().collect::<Vec<u64>>(),
+    )?;
+    Ok([encode(&mut series_df)?, encode(&mut points)?, encode(&mut hosts_df)?, encode(&mut partitions_df)?])
 }
 
 fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
@@ -71,7 +96,8 @@ fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
     Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or_default().to_string()).collect())
 }
 
-pub fn decode_state(series: &[u8], points: &[u8], hosts: &[u8]) -> PolarsResult<(SeriesMap, HostMap)> {
+/// Reads the [`STATE_FILES`] back.
+pub fn decode_state([series, points, hosts, partitions]: [&[u8]; 4]) -> PolarsResult<State> {
     let df = decode(series)?;
     let ids = df.column("series_id")?.u32()?.clone();
     let (host, probe, metric, params, unit) = (
@@ -132,7 +158,17 @@ pub fn decode_state(series: &[u8], points: &[u8], hosts: &[u8]) -> PolarsResult<
             (host, HostState { class, started_at: started.get(i).unwrap_or(0), run_id })
         })
         .collect();
-    Ok((by_id.into_iter().map(|s| (s.key.clone(), s)).collect(), hosts))
+    let c = decode(partitions)?;
+    let (dates, runs) = (c.column("date")?.date()?.clone(), c.column("runs")?.u64()?.clone());
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+    let mut counts = RunCounts::new();
+    for i in 0..c.height() {
+        let (Some(day), Some(n)) = (dates.physical().get(i), runs.get(i)) else {
+            polars_bail!(ComputeError: "state partition counts have nulls");
+        };
+        counts.insert(epoch + chrono::TimeDelta::days(i64::from(day)), n);
+    }
+    Ok(State { series: by_id.into_iter().map(|s| (s.key.clone(), s)).collect(), hosts, partitions: counts })
 }
 
 #[cfg(test)]
@@ -152,9 +188,15 @@ mod tests {
             [("a".to_string(), HostState { class: "genoa".into(), started_at: 7, run_id: "r1".into() })]
                 .into();
         let list: Vec<NightlySeries> = map.values().cloned().collect();
-        let [s, p, h] = encode_state(&list, &hosts).unwrap();
-        let (back, back_hosts) = decode_state(&s, &p, &h).unwrap();
+        let counts: RunCounts = [
+            (NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(), 12),
+            (NaiveDate::from_ymd_opt(1969, 12, 31).unwrap(), 1),
+        ]
+        .into();
+        let [s, p, h, c] = encode_state(&list, &hosts, &counts).unwrap();
+        let State { series: back, hosts: back_hosts, partitions } = decode_state([&s, &p, &h, &c]).unwrap();
         assert_eq!(back_hosts, hosts);
+        assert_eq!(partitions, counts);
         assert_eq!(back.len(), 2);
         for (k, v) in &map {
             let w = &back[k];
