@@ -179,6 +179,18 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     let after = nightly(&fleet, later + Days::new(1), &[]);
     assert_eq!((after["mode"].as_str(), after["partitions_read"].as_u64()), (Some("incremental"), Some(5)));
     assert_eq!(state_dates(&fleet), [format!("date={night}"), format!("date={}", later + Days::new(1))]);
+
+    // After the fleet's last night every host goes silent; a month on, it is retired and its
+    // series leave the analyses.
+    let end = NaiveDate::parse_from_str(END, "%Y-%m-%d").unwrap();
+    let hosts = incremental["hosts"].as_u64().unwrap();
+    let quiet = nightly(&fleet, end + Days::new(5), &["--dry-run"]);
+    let silent = quiet["silent_hosts"].as_array().unwrap();
+    assert_eq!((silent.len() as u64, quiet["retired_hosts"].as_u64()), (hosts, Some(0)), "{quiet}");
+    assert!(silent.iter().all(|h| h["nights_silent"].as_i64().unwrap() >= 5), "{silent:?}");
+    assert!(quiet["series"].as_u64().unwrap() > 0, "{quiet}");
+    let gone = nightly(&fleet, end + Days::new(40), &["--dry-run"]);
+    assert_eq!((gone["series"].as_u64(), gone["retired_hosts"].as_u64()), (Some(0), Some(hosts)), "{gone}");
     let validated = ok(bin("fathom-datasets").arg("validate").arg(&fleet));
     assert!(validated.contains(" 0 bad"), "{validated}");
 }

@@ -21,7 +21,6 @@ use fathom_analyzer::report::fleet as text;
 use fathom_analyzer::runs::RunInfo;
 use fathom_analyzer::selector::{Selector, select};
 use fathom_analyzer::series::{NightlySeries, load_series};
-use fathom_datasets::human::format_value;
 use serde_json::{Value, json};
 
 use crate::{Format, Window, all_runs, open, print_skipped, retrying};
@@ -242,70 +241,7 @@ pub fn delta_command(runtime: &tokio::runtime::Runtime, scope: Scope, args: Delt
         });
         return print_json(&envelope(&scope, &loaded, body));
     }
-    let pct = |x: Option<f64>| x.map(text::percent).unwrap_or_else(|| "-".into());
-    let interval = |lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
-        (Some(l), Some(h)) => format!("[{}, {}]", text::percent(l), text::percent(h)),
-        _ => "-".into(),
-    };
-    let cells: Vec<Vec<String>> = rollups
-        .iter()
-        .map(|r| {
-            let label = if r.params.is_empty() {
-                format!("{}.{}", r.probe, r.metric)
-            } else {
-                format!("{}.{} [{}]", r.probe, r.metric, r.params)
-            };
-            vec![
-                label,
-                r.verdict.into(),
-                pct(r.median_change),
-                interval(r.ci_low, r.ci_high),
-                r.hosts.to_string(),
-                format!("{}/{}/{}/{}", r.improved, r.regressed, r.no_change, r.inconclusive),
-            ]
-        })
-        .collect();
-    println!("fleet, per metric (median over hosts, sign-test interval):");
-    print!(
-        "{}",
-        text::table(
-            &["metric", "verdict", ">change", ">95% interval", ">hosts", "improved/regressed/same/unsure"],
-            &cells
-        )
-    );
-    let notable: Vec<_> = hosts.iter().filter(|h| scope.all || h.verdict != "no_change").collect();
-    if !notable.is_empty() {
-        let cells: Vec<Vec<String>> = notable
-            .iter()
-            .map(|h| {
-                vec![
-                    h.key.host.clone(),
-                    h.key.metric_label(),
-                    h.verdict.into(),
-                    pct(h.change),
-                    interval(h.ci_low, h.ci_high),
-                    format!(
-                        "{} → {}",
-                        h.before_median.map(format_value).unwrap_or_default(),
-                        h.after_median.map(format_value).unwrap_or_default()
-                    ),
-                    format!("{}/{}", h.before_nights, h.after_nights),
-                    h.nights_needed.map(|n| format!("{n} a side")).unwrap_or_default(),
-                ]
-            })
-            .collect();
-        println!(
-            "\nper host{}:",
-            if scope.all { "" } else { " (all but no change; --all for every series)" }
-        );
-        print!(
-            "{}",
-            text::table(
-                &["host", "metric", "verdict", ">change", ">95% interval", "median", ">nights", "to settle"],
-                &cells
-            )
-        );
-    }
+    print!("{}", text::deltas(&rollups, &hosts, scope.all));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -325,65 +261,9 @@ pub fn evaluate_command(
             json!({ "labels_file": labels_path, "evaluation": e }),
         ));
     }
-    let ratio = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-    let nights = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
-    println!(
-        "{} series ({:.1} series-years), {} labelled changes ({} on series not in the dataset)",
-        e.series, e.series_years, e.overall.labels, e.labels_without_series
-    );
-    println!(
-        "looking back: precision {} ({} of {} reports right, {} in neutral zones), recall {} ({} found within {} nights)",
-        ratio(e.precision),
-        e.true_reports,
-        e.true_reports + e.false_reports,
-        e.neutral_reports,
-        ratio(e.overall.recall),
-        e.overall.found,
-        e.tolerance_nights
-    );
-    println!(
-        "night by night: median delay {} nights, 90th percentile {} ({} of {} found within 30 nights)",
-        nights(e.overall.median_delay),
-        nights(e.overall.p90_delay),
-        e.overall.found_night_by_night,
-        e.overall.labels
-    );
-    let rate = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
-    println!(
-        "false alarms: {} per 1,000 series-years; on the {} series without any label, {} reports, {} per 1,000 series-years",
-        rate(e.false_per_1000_series_years),
-        e.quiet_series,
-        e.quiet_reports,
-        rate(e.quiet_per_1000_series_years)
-    );
-    if !e.by_size.is_empty() {
-        let cells: Vec<Vec<String>> = e
-            .by_size
-            .iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .chain(e.by_noise.iter().map(|(k, v)| (k.to_string(), v)))
-            .chain(e.by_size_and_noise.iter().map(|(k, v)| (k.clone(), v)))
-            .map(|(size, s)| {
-                vec![
-                    size.to_string(),
-                    s.labels.to_string(),
-                    ratio(s.recall),
-                    nights(s.median_delay),
-                    nights(s.p90_delay),
-                ]
-            })
-            .collect();
-        println!();
-        print!(
-            "{}",
-            text::table(&["size / noise", ">labels", ">recall", ">median delay", ">p90 delay"], &cells)
-        );
-    }
+    print!("{}", text::evaluation(&e));
     Ok(ExitCode::SUCCESS)
 }
-
-/// Rows of each list the text digest shows.
-const TEXT_ROWS: usize = 30;
 
 /// `--limit` values and the limits of a `--limits` file together.
 pub fn all_limits(mut limits: Vec<Limit>, file: Option<&str>) -> Result<Vec<Limit>> {
@@ -421,70 +301,7 @@ pub fn nightly_command(
         d.series,
         d.hosts
     );
-    println!(
-        "{} incidents in the last {} nights ({} with degradations, {} improvements only)",
-        d.incidents.len(),
-        d.recent_nights,
-        d.degradations,
-        d.improvements
-    );
-    if !d.incidents.is_empty() {
-        let cells: Vec<Vec<String>> = d
-            .incidents
-            .iter()
-            .take(TEXT_ROWS)
-            .map(|i| {
-                let worst = i.changes.iter().max_by(|a, b| a.magnitude.abs().total_cmp(&b.magnitude.abs()));
-                vec![
-                    i.date.to_string(),
-                    i.host.clone(),
-                    i.kind.into(),
-                    i.changes.len().to_string(),
-                    i.probes.join(", "),
-                    worst.map(|w| format!("{} {}", w.metric, text::percent(w.magnitude))).unwrap_or_default(),
-                ]
-            })
-            .collect();
-        print!("{}", text::table(&["since", "host", "kind", ">metrics", "probes", "largest change"], &cells));
-        if d.incidents.len() > TEXT_ROWS {
-            println!("… and {} more (--json, or analysis/change_points)", d.incidents.len() - TEXT_ROWS);
-        }
-    }
-    if !d.fleet_outliers.is_empty() {
-        // The worst first; the rest are in the JSON and in analysis/outliers.
-        let mut worst: Vec<_> = d.fleet_outliers.iter().collect();
-        worst.sort_by(|a, b| a.score.total_cmp(&b.score));
-        let hosts: std::collections::BTreeSet<&str> = worst.iter().map(|o| o.host.as_str()).collect();
-        println!("\n{} hosts far worse than their class on {} probes; the worst:", hosts.len(), worst.len());
-        let cells: Vec<Vec<String>> = worst
-            .iter()
-            .take(TEXT_ROWS)
-            .map(|o| {
-                vec![
-                    o.host.clone(),
-                    o.class.clone(),
-                    o.probe.clone(),
-                    text::percent(o.gap),
-                    o.worst_metric.clone(),
-                ]
-            })
-            .collect();
-        print!("{}", text::table(&["host", "class", "probe", ">gap", "furthest metric"], &cells));
-        if worst.len() > TEXT_ROWS {
-            println!("… and {} more (--json, or analysis/outliers)", worst.len() - TEXT_ROWS);
-        }
-    }
-    println!(
-        "\n{} series worsening (significant slope in the bad direction); {} noisy (CV > 5 %)",
-        d.worsening_trends, d.noisy_series
-    );
-    for f in &d.forecasts {
-        let when = match f.date {
-            Some(date) => format!("crosses {} {} around {date}", f.bound, format_value(f.limit)),
-            None => format!("beyond its {} {}", f.bound, format_value(f.limit)),
-        };
-        println!("forecast: {} {} {when}", f.key.host, f.key.metric_label());
-    }
+    print!("{}", text::digest(d));
     if options.dry_run {
         println!("dry run: nothing written");
     } else {

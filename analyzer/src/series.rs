@@ -82,6 +82,14 @@ impl NightlySeries {
         self.disturbed.truncate(keep);
     }
 
+    /// Drops the runs that started before `at` (microseconds): out of the window by age.
+    pub fn drop_before(&mut self, at: i64) {
+        let drop = self.at.partition_point(|&t| t < at);
+        self.at.drain(..drop);
+        self.values.drain(..drop);
+        self.disturbed.drain(..drop);
+    }
+
     /// Drops all but the last `keep` runs.
     pub fn keep_last(&mut self, keep: usize) {
         let drop = self.len().saturating_sub(keep);
@@ -286,6 +294,10 @@ pub(crate) mod tests {
             (a.values.as_slice(), a.disturbed.as_slice()),
             ([2.0, 3.0].as_slice(), [false, false].as_slice())
         );
+        let mut b = a.clone();
+        let second = b.at[1];
+        b.drop_before(second);
+        assert_eq!(b.values, [3.0]);
         a.truncate_from(i64::MIN);
         assert!(a.is_empty() && a.at.is_empty() && a.disturbed.is_empty());
     }

@@ -3,13 +3,21 @@
 
 /// Median; the mean of the two middle values for an even count. `None` for no values.
 pub fn median(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
+    median_in_place(&mut values.to_vec())
+}
+
+/// [`median`] without the copy: reorders `values` (a selection, O(n), not a sort). The one
+/// median every analysis uses, so the same values give the same median everywhere.
+#[inline]
+pub fn median_in_place(values: &mut [f64]) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
         return None;
     }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    Some(if sorted.len().is_multiple_of(2) { (sorted[mid - 1] + sorted[mid]) / 2.0 } else { sorted[mid] })
+    let (left, mid, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *mid;
+    // Everything left of the middle is ≤ it: the lower middle is their largest.
+    Some(if n % 2 == 1 { hi } else { (left.iter().copied().fold(f64::NEG_INFINITY, f64::max) + hi) / 2.0 })
 }
 
 pub fn mean(values: &[f64]) -> Option<f64> {
@@ -66,6 +74,9 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[]), None);
+        let mut v = [5.0, -1.0, 4.0, 2.0, 3.0, 0.0];
+        assert_eq!(median_in_place(&mut v), Some(2.5));
+        assert_eq!(median_in_place(&mut [7.0]), Some(7.0));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! - **Fleet**: the median of the hosts' changes with the sign-test (binomial) interval, and
 //!   the same verdict rule; fewer than 3 hosts is inconclusive.
 
+use fathom_datasets::stats::median_in_place as median;
 use std::cmp::Ordering;
 
 /// Largest n·m for which U's null distribution is computed exactly. It bounds C(n+m, n) by
@@ -377,21 +378,6 @@ fn sign_test_k(n: usize, opts: &DeltaOptions) -> Option<usize> {
 /// The i-th smallest (0-based); reorders `x`.
 fn order_stat(x: &mut [f64], i: usize) -> f64 {
     *x.select_nth_unstable_by(i, |a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal)).1
-}
-
-/// The median; reorders `x`.
-fn median(x: &mut [f64]) -> Option<f64> {
-    let len = x.len();
-    if len == 0 {
-        return None;
-    }
-    let hi = order_stat(x, len / 2);
-    if len % 2 == 1 {
-        return Some(hi);
-    }
-    // After the selection, everything left of len/2 is ≤ it: the lower middle is their max.
-    let lo = x[..len / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some((lo + hi) / 2.0)
 }
 
 /// ceil(x) as a count, saturating (x may be huge when the noise dwarfs the target).

@@ -10,8 +10,8 @@
 //!   `tolerance` nights (3) of a label of the same series finds it (each report finds at most one
 //!   label, nearest first). Precision is over every report in the dataset (the labels are taken
 //!   as complete), recall over the labels of series in the dataset.
-//! - **Night by night**: for each label, the detector runs on the history up to each night from
-//!   the label's date on, as the nightly job would; the delay is the nights until the change is
+//! - **Night by night**: for each label, the detector runs on the last 365 runs up to each night
+//!   from the label's date on, as the nightly job would; the delay is the nights until the change is
 //!   first reported (within the tolerance), up to `MAX_DELAY`.
 //! - **False alarms**: reports matching no label and outside every neutral zone, per 1,000
 //!   series-years (a series' years are its span in nights / 365).
@@ -22,6 +22,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::changepoint::{Options, detect, noise_cv};
+use crate::nightly::HISTORY_RUNS;
 use crate::series::NightlySeries;
 
 pub const TOLERANCE_NIGHTS: i64 = 3;
@@ -229,13 +230,15 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
-/// Nights until a change near `date` is first reported when the detector runs each night.
+/// Nights until a change near `date` is first reported when the detector runs each night over
+/// the nightly job's window (the last [`HISTORY_RUNS`] runs).
 fn delay(series: &NightlySeries, clean: &[f64], date: NaiveDate, opts: &Options) -> Option<usize> {
     let first = (0..series.len()).find(|&i| series.night(i) >= date)?;
     for t in first..series.len().min(first + MAX_DELAY + 1) {
-        let near = detect(&clean[..=t], opts)
+        let start = (t + 1).saturating_sub(HISTORY_RUNS);
+        let near = detect(&clean[start..=t], opts)
             .iter()
-            .any(|c| (series.night(c.index) - date).num_days().abs() <= TOLERANCE_NIGHTS);
+            .any(|c| (series.night(start + c.index) - date).num_days().abs() <= TOLERANCE_NIGHTS);
         if near {
             return Some((series.night(t) - date).num_days().max(0) as usize);
         }

@@ -59,7 +59,7 @@ impl Limit {
         let (at, bound) = text.char_indices().find(|(_, c)| *c == '<' || *c == '>').ok_or_else(bad)?;
         let metric = text[..at].trim();
         let value: f64 = text[at + 1..].trim().parse().map_err(|_| bad())?;
-        if metric.is_empty() || !value.is_finite() {
+        if metric.is_empty() || !value.is_finite() || value <= 0.0 {
             return Err(bad());
         }
         let (max, min) = if bound == '<' { (Some(value), None) } else { (None, Some(value)) };

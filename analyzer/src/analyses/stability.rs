@@ -50,17 +50,24 @@ pub struct Stability {
     pub grade: Grade,
 }
 
+/// The noise of the last [`STABILITY_RUNS`] runs (disturbed ones are missing nights), when at
+/// least 5 of them are undisturbed: what `stability` grades and `trends` scales deviations by.
+pub fn recent_noise_cv(clean: &[f64]) -> Option<f64> {
+    let recent = &clean[clean.len().saturating_sub(STABILITY_RUNS)..];
+    let quiet = recent.iter().filter(|v| v.is_finite()).count();
+    if quiet >= 5 { noise_cv(recent) } else { None }
+}
+
 pub fn stability_of(series: &NightlySeries) -> Stability {
     let start = series.len().saturating_sub(STABILITY_RUNS);
     let runs = series.len() - start;
     let disturbed = series.disturbed[start..].iter().filter(|&&d| d).count();
-    let clean = &series.clean_values()[start..];
-    let quiet = clean.iter().filter(|v| v.is_finite()).count();
-    let robust_cv = if quiet >= 5 { noise_cv(clean) } else { None };
+    let robust_cv = recent_noise_cv(&series.clean_values());
     let disturbed_share = if runs == 0 { 0.0 } else { disturbed as f64 / runs as f64 };
     let grade = match robust_cv {
+        // A host busy through most of its recent runs is noisy, whatever the few quiet ones say.
+        _ if runs >= 5 && disturbed_share > 0.25 => Grade::Noisy,
         None => Grade::Unknown,
-        Some(_) if disturbed_share > 0.25 => Grade::Noisy,
         Some(cv) if cv <= 0.02 => Grade::Steady,
         Some(cv) if cv <= 0.05 => Grade::Fair,
         Some(_) => Grade::Noisy,
@@ -105,5 +112,9 @@ mod tests {
         shifted[25..].iter_mut().for_each(|v| *v *= 1.3);
         assert_eq!(stability_of(&series(&shifted, &[])).grade, Grade::Steady);
         assert_eq!(stability_of(&series(&[1.0, 2.0, 3.0], &[])).grade, Grade::Unknown);
+        // Every recent run disturbed: no noise figure, but a noisy host, not an unknown one.
+        let all: Vec<usize> = (0..40).collect();
+        let s = stability_of(&series(&wobble(0.005), &all));
+        assert_eq!((s.robust_cv, s.grade), (None, Grade::Noisy));
     }
 }

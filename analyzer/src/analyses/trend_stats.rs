@@ -11,18 +11,11 @@
 //!   distribution of Kendall's S under "no trend", so it needs no normality assumption.
 //! - **Forecast**: [`crossing`], when the current level, moving at the fitted slope, crosses a
 //!   limit, with the earliest/latest date from the slope interval.
-//!
-//! Only `std` is used so the tests run standalone with `rustc --test`.
 
 /// Median of the finite values in `buf` (reordered in place); `NaN` when there are none.
 fn median_in_place(buf: &mut Vec<f64>) -> f64 {
     buf.retain(|v| v.is_finite());
-    if buf.is_empty() {
-        return f64::NAN;
-    }
-    buf.sort_unstable_by(f64::total_cmp);
-    let m = buf.len() / 2;
-    if buf.len() % 2 == 1 { buf[m] } else { (buf[m - 1] + buf[m]) / 2.0 }
+    fathom_datasets::stats::median_in_place(buf).unwrap_or(f64::NAN)
 }
 
 /// Median of the finite values of `values`; `NaN` when there are none.
@@ -98,7 +91,8 @@ impl SlopeFit {
 /// slices differ in length the extra tail of the longer one is ignored.
 ///
 /// The interval: with `N` sorted pairwise slopes and
-/// `var(S) = [n(n−1)(2n+5) − Σ t(t−1)(2t+5)] / 18` (the sum over groups of `t` tied x values),
+/// Kendall's `var(S) = [n(n−1)(2n+5) − Σ t(t−1)(2t+5) − Σ u(u−1)(2u+5)] / 18` plus two cross
+/// terms (groups of `t` tied x values and of `u` tied y values; without ties, the first term),
 /// `C = z·√var(S)`, `M1 = (N − C)/2`, `M2 = (N + C)/2`; the bounds are the `round(M1)`-th and
 /// `(round(M2)+1)`-th slopes (1-based, clamped to the list).
 ///
@@ -125,20 +119,10 @@ pub fn theil_sen(x: &[f64], y: &[f64], z: f64) -> Option<SlopeFit> {
     let mid = pairs / 2;
     let slope = if pairs % 2 == 1 { slopes[mid] } else { (slopes[mid - 1] + slopes[mid]) / 2.0 };
 
-    // Ties in x (pts is sorted by x, so tied values are adjacent).
-    let nf = n as f64;
-    let mut tie_sum = 0.0;
-    let mut run = 1usize;
-    for k in 1..=n {
-        if k < n && pts[k].0 == pts[k - 1].0 {
-            run += 1;
-        } else {
-            let t = run as f64;
-            tie_sum += t * (t - 1.0) * (2.0 * t + 5.0);
-            run = 1;
-        }
-    }
-    let var_s = ((nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_sum) / 18.0).max(0.0);
+    let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    ys.sort_unstable_by(f64::total_cmp);
+    let var_s = kendall_var_s(&xs, &ys);
     let c = z.abs() * var_s.sqrt();
     let big_n = pairs as f64;
     let m1 = ((big_n - c) / 2.0).round();
@@ -161,6 +145,44 @@ pub fn theil_sen(x: &[f64], y: &[f64], z: f64) -> Option<SlopeFit> {
         x_min: pts[0].0,
         x_max: pts[n - 1].0,
     })
+}
+
+/// Sums over the groups of `t` equal values of a sorted slice: Σ t(t−1)(2t+5), Σ t(t−1)(t−2)
+/// and Σ t(t−1), the tie terms of Kendall's var(S).
+struct TieSums {
+    a: f64,
+    b: f64,
+    c: f64,
+}
+
+impl TieSums {
+    fn of_sorted(v: &[f64]) -> TieSums {
+        let mut sums = TieSums { a: 0.0, b: 0.0, c: 0.0 };
+        let mut run = 1usize;
+        for k in 1..=v.len() {
+            if k < v.len() && v[k] == v[k - 1] {
+                run += 1;
+            } else {
+                let t = run as f64;
+                sums.a += t * (t - 1.0) * (2.0 * t + 5.0);
+                sums.b += t * (t - 1.0) * (t - 2.0);
+                sums.c += t * (t - 1.0);
+                run = 1;
+            }
+        }
+        sums
+    }
+}
+
+/// Kendall's var(S) under "no trend" with ties in both x and y (Kendall 1970, eq. 4.4): several
+/// runs a night tie in x, integer-valued metrics tie in y. Both slices sorted, of length ≥ 3.
+fn kendall_var_s(xs: &[f64], ys: &[f64]) -> f64 {
+    let nf = xs.len() as f64;
+    let (tx, ty) = (TieSums::of_sorted(xs), TieSums::of_sorted(ys));
+    ((nf * (nf - 1.0) * (2.0 * nf + 5.0) - tx.a - ty.a) / 18.0
+        + tx.b * ty.b / (9.0 * nf * (nf - 1.0) * (nf - 2.0))
+        + tx.c * ty.c / (2.0 * nf * (nf - 1.0)))
+        .max(0.0)
 }
 
 /// Relative change over 30 days of a slope fitted on `ln(values)` per day:
@@ -393,6 +415,46 @@ mod tests {
         assert!(close(f.intercept, -1.0, 1e-12));
         // All x equal: no slope.
         assert!(theil_sen(&[1.0; 5], &[1.0, 2.0, 3.0, 4.0, 5.0], 1.96).is_none());
+    }
+
+    #[test]
+    fn kendall_variance_with_ties_matches_the_permutation_distribution() {
+        // var(S) is the mean of S² over every permutation of y (each equally likely when there
+        // is no trend): enumerate them for small samples with ties in x, in y and in both.
+        fn s_stat(x: &[f64], y: &[f64]) -> f64 {
+            let sign = |d: f64| (d > 0.0) as i32 - (d < 0.0) as i32;
+            let mut s = 0;
+            for i in 0..x.len() {
+                for j in i + 1..x.len() {
+                    s += sign(x[j] - x[i]) * sign(y[j] - y[i]);
+                }
+            }
+            f64::from(s)
+        }
+        fn permutations(v: &mut Vec<f64>, k: usize, out: &mut Vec<Vec<f64>>) {
+            if k == v.len() {
+                out.push(v.clone());
+                return;
+            }
+            for i in k..v.len() {
+                v.swap(k, i);
+                permutations(v, k + 1, out);
+                v.swap(k, i);
+            }
+        }
+        let cases: [(&[f64], &[f64]); 4] = [
+            (&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            (&[0.0, 0.0, 1.0, 1.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            (&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0], &[1.0, 1.0, 1.0, 2.0, 2.0, 3.0]),
+            (&[0.0, 0.0, 0.0, 1.0, 1.0, 2.0], &[1.0, 1.0, 2.0, 2.0, 2.0, 3.0]),
+        ];
+        for (x, y) in cases {
+            let mut all = Vec::new();
+            permutations(&mut y.to_vec(), 0, &mut all);
+            let exact = all.iter().map(|p| s_stat(x, p).powi(2)).sum::<f64>() / all.len() as f64;
+            let formula = kendall_var_s(x, y);
+            assert!(close(formula, exact, 1e-9), "{x:?} {y:?}: {formula} vs {exact}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::changepoint::{Options, detect, noise_cv};
+use super::changepoint::{Options, detect};
 use super::trend_stats::{SlopeFit, per_30_days, theil_sen};
 use crate::series::{NightlySeries, SeriesKey, finite_median, last_finite};
 
@@ -94,7 +94,7 @@ pub fn trend_since(series: &NightlySeries, clean: &[f64], start: usize) -> Optio
     let baseline = finite_median(&last_finite(&clean[..last], BASELINE_RUNS));
     let latest = series.values[last];
     let deviation = baseline.filter(|b| *b != 0.0).map(|b| latest / b - 1.0);
-    let robust_cv = noise_cv(&last_finite(clean, super::stability::STABILITY_RUNS));
+    let robust_cv = super::stability::recent_noise_cv(clean);
     let deviation_sigmas = deviation.zip(robust_cv.filter(|c| *c > 0.0)).map(|(d, c)| d / c);
     let fit = log_fit(series, clean, start);
     let (slope, low, high, significant, fit_runs) = match &fit {

@@ -19,6 +19,19 @@ pub const DIGEST_SCHEMA: &str = "fathom.digest/1";
 const TOP_TRENDS: usize = 20;
 /// Forecast crossings within this many days are listed.
 const FORECAST_DAYS: u64 = 90;
+/// A host without a run on the night or the night before is silent (a collector down, a
+/// schedule dropped), until it has been silent for [`super::STALE_NIGHTS`]: then it is retired.
+pub const SILENT_AFTER_NIGHTS: i64 = 2;
+
+/// A host that stopped reporting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SilentHost {
+    pub host: String,
+    pub class: String,
+    /// The night of its latest run.
+    pub last_run: NaiveDate,
+    pub nights_silent: i64,
+}
 
 /// One metric's change in an incident.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,6 +90,10 @@ pub struct Digest {
     pub top_worsening_trends: Vec<TrendBrief>,
     pub forecasts: Vec<Forecast>,
     pub noisy_series: usize,
+    /// Hosts silent for 2 to 30 nights, longest first; after that they are retired (their
+    /// series leave the analyses) and only counted.
+    pub silent_hosts: Vec<SilentHost>,
+    pub retired_hosts: usize,
     pub skipped_files: Vec<SkippedFile>,
 }
 
@@ -147,6 +164,24 @@ pub struct Findings<'a> {
     pub outliers: &'a [Outlier],
     pub forecasts: &'a [Forecast],
     pub classes: &'a BTreeMap<String, String>,
+    /// Each host's latest run.
+    pub hosts: &'a super::state::HostMap,
+}
+
+fn silent_hosts(hosts: &super::state::HostMap, night: NaiveDate) -> (Vec<SilentHost>, usize) {
+    let mut silent = Vec::new();
+    let mut retired = 0;
+    for (host, h) in hosts {
+        let last_run = chrono::DateTime::from_timestamp_micros(h.started_at).unwrap_or_default().date_naive();
+        let nights_silent = (night - last_run).num_days();
+        if nights_silent > super::STALE_NIGHTS {
+            retired += 1;
+        } else if nights_silent >= SILENT_AFTER_NIGHTS {
+            silent.push(SilentHost { host: host.clone(), class: h.class.clone(), last_run, nights_silent });
+        }
+    }
+    silent.sort_by(|a, b| b.nights_silent.cmp(&a.nights_silent).then(a.host.cmp(&b.host)));
+    (silent, retired)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -168,6 +203,7 @@ pub fn digest(
     });
     let horizon = night.checked_add_days(Days::new(FORECAST_DAYS)).unwrap_or(night);
     let hosts: std::collections::BTreeSet<&str> = f.stability.iter().map(|s| s.key.host.as_str()).collect();
+    let (silent, retired_hosts) = silent_hosts(f.hosts, night);
     Digest {
         schema: DIGEST_SCHEMA,
         night,
@@ -204,6 +240,8 @@ pub fn digest(
             .cloned()
             .collect(),
         noisy_series: f.stability.iter().filter(|s| s.grade == Grade::Noisy).count(),
+        silent_hosts: silent,
+        retired_hosts,
         skipped_files,
     }
 }

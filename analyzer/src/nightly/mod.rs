@@ -47,6 +47,12 @@ use state::{HostMap, HostState, STATE_FILES, SeriesMap, State};
 
 /// Runs per series the nightly analyses look at: a year of nightly runs.
 pub const HISTORY_RUNS: usize = 365;
+/// Nor runs older than this many nights: a full recompute reads no further back however long
+/// the dataset, and a retired host's runs leave the state.
+pub const HISTORY_NIGHTS: u64 = 400;
+/// A series without a run in this many nights (a retired host, a removed probe) is left out of
+/// the analyses: its latest level says nothing about the fleet now.
+pub const STALE_NIGHTS: i64 = 30;
 pub const ANALYSIS_DIR: &str = "analysis";
 /// Partitions an incremental night reads again before the new ones, for runs that arrived
 /// after the state was taken (the state's own night may have been still filling).
@@ -155,13 +161,20 @@ async fn prune_states(dataset: &Dataset, night: NaiveDate) -> Result<(), StoreEr
 
 /// Where an incremental night starting from the state of `previous` must read from: the
 /// overlap, or the oldest partition before it whose runs changed since the state was taken.
-fn reread_from(previous: NaiveDate, recorded: &state::RunCounts, now: &state::RunCounts) -> NaiveDate {
-    let overlap = previous - Days::new(OVERLAP_NIGHTS - 1);
+/// Partitions before `window` are out of every series' window and do not count.
+fn reread_from(
+    previous: NaiveDate,
+    window: NaiveDate,
+    recorded: &state::RunCounts,
+    now: &state::RunCounts,
+) -> NaiveDate {
+    let overlap = (previous - Days::new(OVERLAP_NIGHTS - 1)).max(window);
+    let counted = |d: &NaiveDate| *d >= window && *d < overlap;
     let changed = now
         .iter()
-        .filter(|(d, n)| **d < overlap && recorded.get(*d) != Some(*n))
+        .filter(|(d, n)| counted(d) && recorded.get(*d) != Some(*n))
         .map(|(d, _)| *d)
-        .chain(recorded.keys().copied().filter(|d| *d < overlap && !now.contains_key(d)))
+        .chain(recorded.keys().copied().filter(|d| counted(d) && !now.contains_key(d)))
         .min();
     match changed {
         Some(d) => {
@@ -223,7 +236,9 @@ pub fn run(
     let clock = std::time::Instant::now();
     // Counted before the windows are read: a run arriving in between is then read but not
     // counted, and the next night reads its partition again, rather than the other way round.
-    let counts = run_counts(runtime, dataset, DateRange { since: None, until: Some(night) })?;
+    let window = night - Days::new(HISTORY_NIGHTS - 1);
+    let window_micros = midnight_micros(window);
+    let counts = run_counts(runtime, dataset, DateRange { since: Some(window), until: Some(night) })?;
     let previous = if opts.full { None } else { runtime.block_on(usable_state_before(dataset, night))? };
     let (mut series, mut hosts, since) = match previous {
         Some(p) => {
@@ -234,27 +249,38 @@ pub fn run(
             let files = [&bytes[0][..], &bytes[1][..], &bytes[2][..], &bytes[3][..]];
             let State { mut series, hosts, partitions } =
                 state::decode_state(files).map_err(polars(format!("reading the state of {p}")))?;
-            let since = reread_from(p, &partitions, &counts);
+            let since = reread_from(p, window, &partitions, &counts);
             let cut = midnight_micros(since);
             for s in series.values_mut() {
                 s.truncate_from(cut);
             }
             (series, hosts, Some(since))
         }
-        None => (SeriesMap::new(), HostMap::new(), None),
+        None => (SeriesMap::new(), HostMap::new(), Some(window)),
     };
     tracing::info!("state of {previous:?}: {} series, {:.1?}", series.len(), clock.elapsed());
     let loaded =
         load_into(runtime, dataset, DateRange { since, until: Some(night) }, HISTORY_RUNS, &mut series)?;
-    // A series whose runs were all in the partitions read again, and that are gone from them.
+    // Runs older than the window go, and with them a series whose runs were all there (or all
+    // in partitions read again that no longer hold them).
+    for s in series.values_mut() {
+        s.drop_before(window_micros);
+    }
     series.retain(|_, s| !s.is_empty());
+    hosts.retain(|_, h| h.started_at >= window_micros);
     tracing::info!("{} partitions read, {:.1?}", loaded.dates.len(), clock.elapsed());
     if series.is_empty() {
-        return Err(NightlyError::Nothing(format!("{} holds no measurements up to {night}", dataset.url())));
+        return Err(NightlyError::Nothing(format!(
+            "{} holds no measurements in the {HISTORY_NIGHTS} nights up to {night}",
+            dataset.url()
+        )));
     }
     merge_hosts(&mut hosts, &loaded.runs);
     let classes: BTreeMap<String, String> = hosts.iter().map(|(h, s)| (h.clone(), s.class.clone())).collect();
-    let list: Vec<NightlySeries> = series.into_values().collect();
+    // Stale series stay in the state (the host may come back) but out of the analyses.
+    let active_since = midnight_micros(night - Days::new(STALE_NIGHTS as u64));
+    let (list, stale): (Vec<NightlySeries>, Vec<NightlySeries>) =
+        series.into_values().partition(|s| s.at.last().is_some_and(|&t| t >= active_since));
 
     let detector = Options::default();
     let per_series: Vec<SeriesFindings> = list.par_iter().map(|s| analyze(s, &detector)).collect();
@@ -279,6 +305,7 @@ pub fn run(
         outliers: &outliers,
         forecasts: &predicted,
         classes: &classes,
+        hosts: &hosts,
     };
     let digest = digest::digest(
         &findings,
@@ -305,7 +332,8 @@ pub fn run(
         if !opts.limits.is_empty() {
             table("forecasts", tables::forecasts(night, &predicted))?;
         }
-        let encoded = state::encode_state(&list, &hosts, &counts).map_err(polars("encoding the state"))?;
+        let encoded = state::encode_state(list.iter().chain(&stale), &hosts, &counts)
+            .map_err(polars("encoding the state"))?;
         for (file, bytes) in STATE_FILES.into_iter().zip(encoded) {
             files.push((location("state", night, file), bytes));
         }

@@ -49,11 +49,12 @@ pub fn decode(bytes: &[u8]) -> PolarsResult<DataFrame> {
 }
 
 /// The [`STATE_FILES`] as bytes.
-pub fn encode_state(
-    keys: &[NightlySeries],
+pub fn encode_state<'a>(
+    keys: impl Iterator<Item = &'a NightlySeries>,
     hosts: &HostMap,
     partitions: &RunCounts,
 ) -> PolarsResult<[Vec<u8>; 4]> {
+    let keys: Vec<&NightlySeries> = keys.collect();
     let text = |f: fn(&SeriesKey) -> &str| keys.iter().map(|s| f(&s.key)).collect::<Vec<&str>>();
     let mut series_df = df!(
         "series_id" => (0..keys.len() as u32).collect::<Vec<u32>>(),
@@ -193,7 +194,7 @@ mod tests {
             (NaiveDate::from_ymd_opt(1969, 12, 31).unwrap(), 1),
         ]
         .into();
-        let [s, p, h, c] = encode_state(&list, &hosts, &counts).unwrap();
+        let [s, p, h, c] = encode_state(list.iter(), &hosts, &counts).unwrap();
         let State { series: back, hosts: back_hosts, partitions } = decode_state([&s, &p, &h, &c]).unwrap();
         assert_eq!(back_hosts, hosts);
         assert_eq!(partitions, counts);

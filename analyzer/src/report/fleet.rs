@@ -4,10 +4,13 @@
 use fathom_datasets::human::format_value;
 
 use crate::analyses::anomalies::Anomaly;
+use crate::analyses::delta::{HostDelta, MetricRollup};
+use crate::analyses::evaluate::Evaluation;
 use crate::analyses::forecast::{Forecast, Outlook};
 use crate::analyses::outliers::Outlier;
 use crate::analyses::stability::{Grade, Stability};
 use crate::analyses::trends::Trend;
+use crate::nightly::digest::Digest;
 
 /// Columns padded to their widest cell; a column whose header starts with '>' is right-aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -212,6 +215,241 @@ pub fn forecasts(rows: &[Forecast]) -> String {
         })
         .collect();
     table(&["host", "metric", "limit", ">level", ">slope/30d", "crosses", "95% interval", "unit"], &cells)
+}
+
+/// `delta`: the per-metric fleet verdicts, then the hosts that changed (every series with
+/// `all`).
+pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let pct = |x: Option<f64>| x.map(percent).unwrap_or_else(|| "-".into());
+    let interval = |lo: Option<f64>, hi: Option<f64>| match (lo, hi) {
+        (Some(l), Some(h)) => format!("[{}, {}]", percent(l), percent(h)),
+        _ => "-".into(),
+    };
+    let cells: Vec<Vec<String>> = rollups
+        .iter()
+        .map(|r| {
+            let label = if r.params.is_empty() {
+                format!("{}.{}", r.probe, r.metric)
+            } else {
+                format!("{}.{} [{}]", r.probe, r.metric, r.params)
+            };
+            vec![
+                label,
+                r.verdict.into(),
+                pct(r.median_change),
+                interval(r.ci_low, r.ci_high),
+                r.hosts.to_string(),
+                format!("{}/{}/{}/{}", r.improved, r.regressed, r.no_change, r.inconclusive),
+            ]
+        })
+        .collect();
+    let _ = writeln!(out, "fleet, per metric (median over hosts, sign-test interval):");
+    out.push_str(&table(
+        &["metric", "verdict", ">change", ">95% interval", ">hosts", "improved/regressed/same/unsure"],
+        &cells,
+    ));
+    let notable: Vec<_> = hosts.iter().filter(|h| all || h.verdict != "no_change").collect();
+    if !notable.is_empty() {
+        let cells: Vec<Vec<String>> = notable
+            .iter()
+            .map(|h| {
+                vec![
+                    h.key.host.clone(),
+                    h.key.metric_label(),
+                    h.verdict.into(),
+                    pct(h.change),
+                    interval(h.ci_low, h.ci_high),
+                    format!(
+                        "{} → {}",
+                        h.before_median.map(format_value).unwrap_or_default(),
+                        h.after_median.map(format_value).unwrap_or_default()
+                    ),
+                    format!("{}/{}", h.before_nights, h.after_nights),
+                    h.nights_needed.map(|n| format!("{n} a side")).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nper host{}:",
+            if all { "" } else { " (all but no change; --all for every series)" }
+        );
+        out.push_str(&table(
+            &["host", "metric", "verdict", ">change", ">95% interval", "median", ">nights", "to settle"],
+            &cells,
+        ));
+    }
+    out
+}
+
+/// `evaluate`: precision, recall, delays and false alarms, then recall by size and noise.
+pub fn evaluation(e: &Evaluation) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ratio = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    let nights = |x: Option<f64>| x.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "{} series ({:.1} series-years), {} labelled changes ({} on series not in the dataset)",
+        e.series, e.series_years, e.overall.labels, e.labels_without_series
+    );
+    let _ = writeln!(
+        out,
+        "looking back: precision {} ({} of {} reports right, {} in neutral zones), recall {} ({} found within {} nights)",
+        ratio(e.precision),
+        e.true_reports,
+        e.true_reports + e.false_reports,
+        e.neutral_reports,
+        ratio(e.overall.recall),
+        e.overall.found,
+        e.tolerance_nights
+    );
+    let _ = writeln!(
+        out,
+        "night by night: median delay {} nights, 90th percentile {} ({} of {} found within 30 nights)",
+        nights(e.overall.median_delay),
+        nights(e.overall.p90_delay),
+        e.overall.found_night_by_night,
+        e.overall.labels
+    );
+    let rate = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "false alarms: {} per 1,000 series-years; on the {} series without any label, {} reports, {} per 1,000 series-years",
+        rate(e.false_per_1000_series_years),
+        e.quiet_series,
+        e.quiet_reports,
+        rate(e.quiet_per_1000_series_years)
+    );
+    if !e.by_size.is_empty() {
+        let cells: Vec<Vec<String>> = e
+            .by_size
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(e.by_noise.iter().map(|(k, v)| (k.to_string(), v)))
+            .chain(e.by_size_and_noise.iter().map(|(k, v)| (k.clone(), v)))
+            .map(|(size, s)| {
+                vec![
+                    size.to_string(),
+                    s.labels.to_string(),
+                    ratio(s.recall),
+                    nights(s.median_delay),
+                    nights(s.p90_delay),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["size / noise", ">labels", ">recall", ">median delay", ">p90 delay"], &cells));
+    }
+    out
+}
+
+/// Rows of each list the text digest shows.
+pub const TEXT_ROWS: usize = 30;
+
+/// A night's digest as text: incidents, outliers, trends and forecasts, each list capped at
+/// [`TEXT_ROWS`] (the JSON and the tables have every row).
+pub fn digest(d: &Digest) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} incidents in the last {} nights ({} with degradations, {} improvements only)",
+        d.incidents.len(),
+        d.recent_nights,
+        d.degradations,
+        d.improvements
+    );
+    if !d.incidents.is_empty() {
+        let cells: Vec<Vec<String>> = d
+            .incidents
+            .iter()
+            .take(TEXT_ROWS)
+            .map(|i| {
+                let worst = i.changes.iter().max_by(|a, b| a.magnitude.abs().total_cmp(&b.magnitude.abs()));
+                vec![
+                    i.date.to_string(),
+                    i.host.clone(),
+                    i.kind.into(),
+                    i.changes.len().to_string(),
+                    i.probes.join(", "),
+                    worst.map(|w| format!("{} {}", w.metric, percent(w.magnitude))).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["since", "host", "kind", ">metrics", "probes", "largest change"], &cells));
+        if d.incidents.len() > TEXT_ROWS {
+            let _ = writeln!(
+                out,
+                "… and {} more (--json, or analysis/change_points)",
+                d.incidents.len() - TEXT_ROWS
+            );
+        }
+    }
+    if !d.fleet_outliers.is_empty() {
+        // The worst first; the rest are in the JSON and in analysis/outliers.
+        let mut worst: Vec<_> = d.fleet_outliers.iter().collect();
+        worst.sort_by(|a, b| a.score.total_cmp(&b.score));
+        let hosts: std::collections::BTreeSet<&str> = worst.iter().map(|o| o.host.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "\n{} hosts far worse than their class on {} probes; the worst:",
+            hosts.len(),
+            worst.len()
+        );
+        let cells: Vec<Vec<String>> = worst
+            .iter()
+            .take(TEXT_ROWS)
+            .map(|o| {
+                vec![o.host.clone(), o.class.clone(), o.probe.clone(), percent(o.gap), o.worst_metric.clone()]
+            })
+            .collect();
+        out.push_str(&table(&["host", "class", "probe", ">gap", "furthest metric"], &cells));
+        if worst.len() > TEXT_ROWS {
+            let _ = writeln!(out, "… and {} more (--json, or analysis/outliers)", worst.len() - TEXT_ROWS);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{} series worsening (significant slope in the bad direction); {} noisy (CV > 5 %)",
+        d.worsening_trends, d.noisy_series
+    );
+    for f in d.forecasts.iter().take(TEXT_ROWS) {
+        let when = match f.date {
+            Some(date) => format!("crosses {} {} around {date}", f.bound, format_value(f.limit)),
+            None => format!("beyond its {} {}", f.bound, format_value(f.limit)),
+        };
+        let _ = writeln!(out, "forecast: {} {} {when}", f.key.host, f.key.metric_label());
+    }
+    if !d.silent_hosts.is_empty() {
+        let names: Vec<String> = d
+            .silent_hosts
+            .iter()
+            .take(TEXT_ROWS)
+            .map(|h| format!("{} ({} nights, since {})", h.host, h.nights_silent, h.last_run))
+            .collect();
+        let more = d.silent_hosts.len().saturating_sub(TEXT_ROWS);
+        let more = if more > 0 { format!(" … and {more} more") } else { String::new() };
+        let _ = writeln!(out, "{} hosts silent: {}{more}", d.silent_hosts.len(), names.join(", "));
+    }
+    if d.retired_hosts > 0 {
+        let _ = writeln!(
+            out,
+            "{} hosts silent for over {} nights are retired (left out of the analyses)",
+            d.retired_hosts,
+            crate::nightly::STALE_NIGHTS
+        );
+    }
+    if d.forecasts.len() > TEXT_ROWS {
+        let _ = writeln!(
+            out,
+            "… and {} more forecasts (--json, or analysis/forecasts)",
+            d.forecasts.len() - TEXT_ROWS
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -266,12 +266,9 @@ fn robust_scale(x: &[f64], buf: &mut Vec<f64>) -> Option<Scale> {
     (sigma.is_finite() && median.is_finite()).then_some(Scale { median, sigma })
 }
 
-/// Median of a non-empty slice (reorders it).
+/// Median of a slice (reorders it); `NaN` when empty.
 fn median_in_place(v: &mut [f64]) -> f64 {
-    let n = v.len();
-    let (left, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
-    let hi = *mid;
-    if n % 2 == 1 { hi } else { 0.5 * (left.iter().copied().fold(f64::NEG_INFINITY, f64::max) + hi) }
+    fathom_datasets::stats::median_in_place(v).unwrap_or(f64::NAN)
 }
 
 /// Median of the 5 points around `i`: centred, shifted inwards at the ends (so a two-night blip
