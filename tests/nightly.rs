@@ -131,6 +131,21 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
         assert!(a == b, "{table}: the incremental and the full night differ");
     }
 
+    // With a limit, the nightly forecasts are the forecast command's, over the same runs.
+    let limit = ["--limit", "storage.rand4k.read_lat_p99<1"];
+    let limited = nightly(&fleet, night, &[&["--dry-run"][..], &limit].concat());
+    let alone = json(&ok(bin("fathom-analyzer")
+        .args(["forecast", "--json", "--until", &night.to_string()])
+        .args(limit)
+        .arg("--dataset")
+        .arg(&fleet)));
+    let breached = |rows: &Value| -> Vec<Value> {
+        rows.as_array().unwrap().iter().filter(|r| r["outlook"] == "breached").cloned().collect()
+    };
+    let from_nightly = breached(&limited["forecasts"]);
+    assert!(!from_nightly.is_empty(), "{limited}");
+    assert_eq!(from_nightly, breached(&alone["forecasts"]));
+
     // The step is one incident of its host, with every metric it hit that the detector found.
     let incidents = incremental["incidents"].as_array().unwrap();
     let incident = incidents

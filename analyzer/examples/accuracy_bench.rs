@@ -137,7 +137,7 @@ fn main() -> Result<()> {
             } else {
                 "regressed"
             };
-            match d.verdict {
+            match d.verdict.as_str() {
                 v if v == right => tally.correct += 1,
                 "no_change" => tally.no_change += 1,
                 "inconclusive" => tally.inconclusive += 1,

@@ -48,7 +48,7 @@ pub struct HostDelta {
     pub change: Option<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     /// Inconclusive only: nights per side that would settle it.
     pub nights_needed: Option<usize>,
     pub noise_cv: Option<f64>,
@@ -61,16 +61,9 @@ pub struct MetricRollup {
     pub params: String,
     pub unit: String,
     pub higher_is_better: bool,
-    pub hosts: usize,
-    pub improved: usize,
-    pub regressed: usize,
-    pub no_change: usize,
-    pub inconclusive: usize,
-    /// Median over hosts of their change, with a sign-test interval.
-    pub median_change: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub verdict: &'static str,
+    /// Median over hosts of their change, with a sign-test interval, and the verdicts counted.
+    #[serde(flatten)]
+    pub fleet: FleetDelta,
 }
 
 /// The indices of each side's runs in one series (disturbed runs left out), and the index of
@@ -128,7 +121,7 @@ pub fn host_delta(
         change: d.change,
         ci_low: d.ci_low,
         ci_high: d.ci_high,
-        verdict: d.verdict.as_str(),
+        verdict: d.verdict,
         nights_needed: d.nights_needed,
         noise_cv: noise,
     })
@@ -147,34 +140,19 @@ pub fn deltas(
         let k = &h.key;
         groups.entry((&k.probe, &k.metric, &k.params, &k.unit)).or_default().push(h);
     }
-    let verdict = |s: &str| match s {
-        "improved" => Verdict::Improved,
-        "regressed" => Verdict::Regressed,
-        "no_change" => Verdict::NoChange,
-        _ => Verdict::Inconclusive,
-    };
     let rollups = groups
         .into_iter()
         .map(|((probe, metric, params, unit), members)| {
             let hib = members[0].higher_is_better;
             let changes: Vec<(f64, Verdict)> =
-                members.iter().map(|h| (h.change.unwrap_or(f64::NAN), verdict(h.verdict))).collect();
-            let f: FleetDelta = rollup(&changes, hib, opts);
+                members.iter().map(|h| (h.change.unwrap_or(f64::NAN), h.verdict)).collect();
             MetricRollup {
                 probe: probe.into(),
                 metric: metric.into(),
                 params: params.into(),
                 unit: unit.into(),
                 higher_is_better: hib,
-                hosts: f.hosts,
-                improved: f.improved,
-                regressed: f.regressed,
-                no_change: f.no_change,
-                inconclusive: f.inconclusive,
-                median_change: f.median_change,
-                ci_low: f.ci_low,
-                ci_high: f.ci_high,
-                verdict: f.verdict.as_str(),
+                fleet: rollup(&changes, hib, opts),
             }
         })
         .collect();
@@ -199,13 +177,13 @@ mod tests {
         let t = better.at[30];
         let split = Split::At(BTreeMap::from([("db-01".to_string(), t)]));
         let d = host_delta(&better, &split, 7, &DeltaOptions::default()).unwrap();
-        assert_eq!((d.verdict, d.before_nights, d.after_nights), ("improved", 7, 7), "{d:?}");
+        assert_eq!((d.verdict, d.before_nights, d.after_nights), (Verdict::Improved, 7, 7), "{d:?}");
         assert_eq!(d.event_date, Some(better.night(30)));
         assert!((d.change.unwrap() - 0.1).abs() < 0.01);
         assert!(d.noise_cv.unwrap() < 0.02);
         let flat = series(&(0..40).map(|i| 100.0 * wobble(i)).collect::<Vec<_>>(), &[33]);
         let d = host_delta(&flat, &split, 7, &DeltaOptions::default()).unwrap();
-        assert_eq!(d.verdict, "no_change", "{d:?}");
+        assert_eq!(d.verdict, Verdict::NoChange, "{d:?}");
         // The disturbed night is left out and the side takes the next one instead.
         assert_eq!(d.after_nights, 7);
         // A host without the event is not in the delta.
@@ -230,10 +208,10 @@ mod tests {
         let (hosts, rollups) = deltas(&fleet, &Split::Runs { before, after }, 7, &DeltaOptions::default());
         assert_eq!(hosts.len(), 8);
         // The noise comes from every run before the event, on a side or not.
-        assert!(hosts.iter().all(|h| h.verdict == "regressed" && h.noise_cv.is_some()), "{hosts:?}");
+        assert!(hosts.iter().all(|h| h.verdict == Verdict::Regressed && h.noise_cv.is_some()), "{hosts:?}");
         assert_eq!(rollups.len(), 1);
         let r = &rollups[0];
-        assert_eq!((r.hosts, r.regressed, r.verdict), (8, 8, "regressed"));
-        assert!((r.median_change.unwrap() + 0.2).abs() < 0.01);
+        assert_eq!((r.fleet.hosts, r.fleet.regressed, r.fleet.verdict), (8, 8, Verdict::Regressed));
+        assert!((r.fleet.median_change.unwrap() + 0.2).abs() < 0.01);
     }
 }

@@ -69,7 +69,8 @@ impl Default for DeltaOptions {
 }
 
 /// What the data say about a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Improved,
     Regressed,
@@ -107,7 +108,7 @@ pub struct Delta {
 }
 
 /// The fleet's roll-up of per-host changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FleetDelta {
     pub hosts: usize,
     pub improved: usize,

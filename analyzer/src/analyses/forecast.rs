@@ -140,11 +140,23 @@ pub struct Forecast {
 
 /// The forecast of one series against the first limit that applies to it.
 pub fn forecast_of(series: &NightlySeries, limits: &[Limit], opts: &Options) -> Option<Forecast> {
+    limits.iter().find(|l| l.applies_to(&series.key))?;
+    let clean = series.clean_values();
+    forecast_since(series, &clean, limits, regime_start(&clean, opts))
+}
+
+/// [`forecast_of`] for a caller that has run the detector already: the trend is fitted from
+/// run `start` (the first after the last change point).
+pub fn forecast_since(
+    series: &NightlySeries,
+    clean: &[f64],
+    limits: &[Limit],
+    start: usize,
+) -> Option<Forecast> {
     let limit = limits.iter().find(|l| l.applies_to(&series.key))?;
     let last = series.len().checked_sub(1)?;
     let (bound, value) = limit.bound();
-    let clean = series.clean_values();
-    let fit = log_fit(series, &clean, regime_start(&clean, opts));
+    let fit = log_fit(series, clean, start);
     let last_date = series.night(last);
     let at = |days: f64| last_date.checked_add_days(Days::new(days.ceil() as u64));
     let mut out = Forecast {

@@ -36,7 +36,7 @@ use rayon::prelude::*;
 
 use crate::analyses::anomalies::{Anomaly, anomalies_from};
 use crate::analyses::changepoint::{Options, detect};
-use crate::analyses::forecast::{Forecast, Limit, forecasts};
+use crate::analyses::forecast::{Forecast, Limit, forecast_since};
 use crate::analyses::outliers::{class_of, fleet_outliers};
 use crate::analyses::stability::{Stability, stability_of};
 use crate::analyses::trends::{Trend, regime_start_after, trend_since};
@@ -189,14 +189,16 @@ fn midnight_micros(day: NaiveDate) -> i64 {
     day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()
 }
 
-/// The findings of one series; the detector runs once and trends reuse its last change.
+/// The findings of one series; the detector runs once and trends and forecasts reuse its last
+/// change.
 struct SeriesFindings {
     stability: Stability,
     trend: Option<Trend>,
     changes: Vec<Anomaly>,
+    forecast: Option<Forecast>,
 }
 
-fn analyze(s: &NightlySeries, opts: &Options) -> SeriesFindings {
+fn analyze(s: &NightlySeries, opts: &Options, limits: &[Limit]) -> SeriesFindings {
     let clean = s.clean_values();
     let found = detect(&clean, opts);
     let start = regime_start_after(clean.len(), found.last().map(|c| c.index));
@@ -204,6 +206,7 @@ fn analyze(s: &NightlySeries, opts: &Options) -> SeriesFindings {
         stability: stability_of(s),
         trend: trend_since(s, &clean, start),
         changes: anomalies_from(s, &found),
+        forecast: forecast_since(s, &clean, limits, start),
     }
 }
 
@@ -283,18 +286,19 @@ pub fn run(
         series.into_values().partition(|s| s.at.last().is_some_and(|&t| t >= active_since));
 
     let detector = Options::default();
-    let per_series: Vec<SeriesFindings> = list.par_iter().map(|s| analyze(s, &detector)).collect();
+    let per_series: Vec<SeriesFindings> =
+        list.par_iter().map(|s| analyze(s, &detector, &opts.limits)).collect();
     let mut changes = Vec::new();
     let mut trends = Vec::new();
     let mut stability = Vec::with_capacity(per_series.len());
+    let mut predicted = Vec::new();
     for f in per_series {
         stability.push(f.stability);
         trends.extend(f.trend);
         changes.extend(f.changes);
+        predicted.extend(f.forecast);
     }
     let outliers = fleet_outliers(&list, &classes);
-    let predicted: Vec<Forecast> =
-        if opts.limits.is_empty() { Vec::new() } else { forecasts(&list, &opts.limits, &detector) };
 
     tracing::info!("analysed, {:.1?}", clock.elapsed());
     let mode = if previous.is_some() { "incremental" } else { "full" };

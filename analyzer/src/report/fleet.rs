@@ -5,6 +5,7 @@ use fathom_datasets::human::format_value;
 
 use crate::analyses::anomalies::Anomaly;
 use crate::analyses::delta::{HostDelta, MetricRollup};
+use crate::analyses::delta_stats::Verdict;
 use crate::analyses::evaluate::Evaluation;
 use crate::analyses::forecast::{Forecast, Outlook};
 use crate::analyses::outliers::Outlier;
@@ -237,11 +238,14 @@ pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> Strin
             };
             vec![
                 label,
-                r.verdict.into(),
-                pct(r.median_change),
-                interval(r.ci_low, r.ci_high),
-                r.hosts.to_string(),
-                format!("{}/{}/{}/{}", r.improved, r.regressed, r.no_change, r.inconclusive),
+                r.fleet.verdict.as_str().into(),
+                pct(r.fleet.median_change),
+                interval(r.fleet.ci_low, r.fleet.ci_high),
+                r.fleet.hosts.to_string(),
+                format!(
+                    "{}/{}/{}/{}",
+                    r.fleet.improved, r.fleet.regressed, r.fleet.no_change, r.fleet.inconclusive
+                ),
             ]
         })
         .collect();
@@ -250,7 +254,7 @@ pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> Strin
         &["metric", "verdict", ">change", ">95% interval", ">hosts", "improved/regressed/same/unsure"],
         &cells,
     ));
-    let notable: Vec<_> = hosts.iter().filter(|h| all || h.verdict != "no_change").collect();
+    let notable: Vec<_> = hosts.iter().filter(|h| all || h.verdict != Verdict::NoChange).collect();
     if !notable.is_empty() {
         let cells: Vec<Vec<String>> = notable
             .iter()
@@ -258,7 +262,7 @@ pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> Strin
                 vec![
                     h.key.host.clone(),
                     h.key.metric_label(),
-                    h.verdict.into(),
+                    h.verdict.as_str().into(),
                     pct(h.change),
                     interval(h.ci_low, h.ci_high),
                     format!(
