@@ -204,6 +204,21 @@ fn report_changes(evaluations: &[Evaluation]) {
         sum(&|e| e.overall.found as f64) / sum(&|e| e.overall.labels as f64),
         sum(&|e| e.overall.labels as f64)
     );
+    let mut by_noise: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for e in evaluations {
+        for (noise, p) in &e.precision_by_noise {
+            let t = by_noise.entry(noise).or_default();
+            t.0 += p.true_reports;
+            t.1 += p.false_reports;
+        }
+    }
+    let cells: Vec<String> = by_noise
+        .iter()
+        .map(|(noise, (t, f))| {
+            format!("{noise} {:.3} ({t} right, {f} wrong)", *t as f64 / (*t + *f).max(1) as f64)
+        })
+        .collect();
+    println!("- precision by the series' noise: {}", cells.join("; "));
     println!(
         "- series without events: {} reports in {:.0} series-years ({:.3} per 1,000 series-years)",
         sum(&|e| e.quiet_reports as f64),

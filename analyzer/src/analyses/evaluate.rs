@@ -188,6 +188,14 @@ pub struct Score {
     pub found_night_by_night: usize,
 }
 
+/// How many of the reports on series of one noise level were right.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Precision {
+    pub true_reports: usize,
+    pub false_reports: usize,
+    pub precision: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
     pub series: usize,
@@ -205,6 +213,9 @@ pub struct Evaluation {
     pub by_size: BTreeMap<&'static str, Score>,
     /// By the series' noise (its robust CV, the detector's own estimate).
     pub by_noise: BTreeMap<&'static str, Score>,
+    /// Precision over the reports on series of each noise level (neutral ones left out): how
+    /// far an alarm on a steady series can be trusted.
+    pub precision_by_noise: BTreeMap<&'static str, Precision>,
     /// By size and noise: "10% cv≤2%".
     pub by_size_and_noise: BTreeMap<String, Score>,
     /// Reports on series without any label or neutral zone: what an operator would get as
@@ -275,6 +286,7 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         overall: Score::default(),
         by_size: BTreeMap::new(),
         by_noise: BTreeMap::new(),
+        precision_by_noise: BTreeMap::new(),
         by_size_and_noise: BTreeMap::new(),
         quiet_series: 0,
         quiet_series_years: 0.0,
@@ -329,9 +341,11 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
                 o.delay = Some(o.delay.map_or(d, |e| e.min(d)));
             }
         }
+        let by_noise = eval.precision_by_noise.entry(noise_bucket(cv)).or_default();
         for (i, r) in reports.iter().enumerate() {
             if used[i] {
                 eval.true_reports += 1;
+                by_noise.true_reports += 1;
             } else if mine.iter().map(|&l| &labels[l]).any(|l| {
                 l.end.is_some_and(|end| {
                     days(*r, l.date) >= -TOLERANCE_NIGHTS && days(*r, end) <= TOLERANCE_NIGHTS
@@ -340,6 +354,7 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
                 eval.neutral_reports += 1;
             } else {
                 eval.false_reports += 1;
+                by_noise.false_reports += 1;
             }
         }
     }
@@ -371,6 +386,10 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
     }
     let judged = eval.true_reports + eval.false_reports;
     eval.precision = (judged > 0).then(|| eval.true_reports as f64 / judged as f64);
+    for p in eval.precision_by_noise.values_mut() {
+        let judged = p.true_reports + p.false_reports;
+        p.precision = (judged > 0).then(|| p.true_reports as f64 / judged as f64);
+    }
     eval.false_per_1000_series_years =
         (eval.series_years > 0.0).then(|| 1000.0 * eval.false_reports as f64 / eval.series_years);
     let finish = |score: &mut Score, d: Option<&mut Vec<f64>>| {
@@ -455,9 +474,12 @@ mod tests {
         let d = e.overall.median_delay.unwrap();
         assert!((0.0..=4.0).contains(&d), "{d}");
         assert_eq!(e.by_size["20%"].found, 1);
+        let by_noise: Vec<&Precision> = e.precision_by_noise.values().collect();
+        assert_eq!(by_noise, [&Precision { true_reports: 1, false_reports: 0, precision: Some(1.0) }]);
         // Labelled elsewhere: the label is missed and the report is false.
         let e = evaluate(std::slice::from_ref(&s), &[label(20, -0.05)], &Options::default());
         assert_eq!((e.overall.found, e.false_reports, e.precision), (0, 1, Some(0.0)));
+        assert!(e.precision_by_noise.values().all(|p| p.false_reports == 1 && p.precision == Some(0.0)));
         assert!(e.false_per_1000_series_years.unwrap() > 1000.0);
         // Inside a neutral zone the report counts neither way.
         let zone = Label { end: Some(day(45)), ..label(35, -0.2) };
