@@ -57,14 +57,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The `date=` folders of the kept states.
+/// The `date=` folders of the kept states (pruned ones leave no empty folder behind).
 fn state_dates(dataset: &Path) -> Vec<String> {
-    fathom_e2e::files_under(&dataset.join("analysis/state"))
+    let with_files: Vec<String> = fathom_e2e::files_under(&dataset.join("analysis/state"))
         .iter()
         .map(|f| f.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
-        .collect()
+        .collect();
+    let mut folders: Vec<String> = std::fs::read_dir(dataset.join("analysis/state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(folders, with_files, "empty state folders left behind");
+    with_files
 }
 
 #[test]

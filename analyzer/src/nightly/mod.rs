@@ -155,6 +155,16 @@ async fn prune_states(dataset: &Dataset, night: NaiveDate) -> Result<(), StoreEr
     if !old.is_empty() {
         tracing::info!("removing {} files of older states", old.len());
         dataset.delete_all(&old).await?;
+        // A local store keeps the emptied `date=` folders; an object store has none.
+        let folders: std::collections::BTreeSet<std::path::PathBuf> = old
+            .iter()
+            .filter_map(|p| dataset.local_path(p))
+            .filter_map(|p| p.parent().map(std::path::Path::to_path_buf))
+            .collect();
+        for folder in folders {
+            // Only an empty folder goes (something else put there stays, with it).
+            let _ = std::fs::remove_dir(folder);
+        }
     }
     Ok(())
 }
