@@ -16,7 +16,7 @@ use fathom_analyzer::analyses::evaluate::{Evaluation, Label, evaluate};
 use fathom_analyzer::analyses::outliers::{Side, fleet_outliers, host_classes};
 use fathom_analyzer::load::Loader;
 use fathom_analyzer::runs::read_runs;
-use fathom_analyzer::series::{NightlySeries, load_series};
+use fathom_analyzer::series::{NightlySeries, load_series, midnight_micros};
 use fathom_datasets::Table;
 use fathom_datasets::store::{Dataset, DateRange};
 use fathom_datasets::synth::{EventKind, GroundTruth, SynthOptions, generate};
@@ -118,7 +118,7 @@ fn main() -> Result<()> {
             else {
                 continue;
             };
-            let at = e.date.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
+            let at = midnight_micros(e.date);
             let split = Split::At(BTreeMap::from([(e.host.clone(), at)]));
             let Some(d) = host_delta(s, &split, 7, &DeltaOptions::default()) else { continue };
             let effect = match e.magnitude.abs() {

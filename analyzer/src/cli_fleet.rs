@@ -176,7 +176,7 @@ pub fn parse_event(text: &str) -> Result<Event, String> {
         return Ok(Event::At(t.with_timezone(&Utc).timestamp_micros()));
     }
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(Event::At(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()));
+        return Ok(Event::At(fathom_analyzer::series::midnight_micros(d)));
     }
     if text.contains('=') {
         return Selector::parse(text).map(Event::FirstRun).map_err(|e| e.to_string());

@@ -12,7 +12,7 @@ use polars::prelude::*;
 
 use crate::load::{LoadError, Loader, SkippedFile};
 use crate::runs::{RunInfo, read_runs};
-use crate::series::{NightlySeries, SeriesKey, load_series};
+use crate::series::{NightlySeries, SeriesKey, date_of_days, load_series};
 
 /// Partition dates loaded together.
 pub const CHUNK_DAYS: usize = 7;
@@ -117,11 +117,7 @@ pub fn run_counts(
     let Some(df) = df else { return Ok(BTreeMap::new()) };
     let dates = df.column("date").and_then(|c| c.date().cloned()).map_err(polars)?;
     let counts = df.column("runs").and_then(|c| c.u64().cloned()).map_err(polars)?;
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
     Ok((0..df.height())
-        .filter_map(|i| {
-            let day = dates.physical().get(i)?;
-            Some((epoch + chrono::TimeDelta::days(i64::from(day)), counts.get(i)?))
-        })
+        .filter_map(|i| Some((date_of_days(dates.physical().get(i)?), counts.get(i)?)))
         .collect())
 }

@@ -23,12 +23,28 @@ pub struct SeriesKey {
 impl SeriesKey {
     /// `probe.metric` with its params, as reports name a metric.
     pub fn metric_label(&self) -> String {
-        if self.params.is_empty() {
-            format!("{}.{}", self.probe, self.metric)
-        } else {
-            format!("{}.{} [{}]", self.probe, self.metric, self.params)
-        }
+        metric_label(&self.probe, &self.metric, &self.params)
     }
+}
+
+/// `probe.metric`, with ` [params]` when there are any.
+pub fn metric_label(probe: &str, metric: &str, params: &str) -> String {
+    if params.is_empty() { format!("{probe}.{metric}") } else { format!("{probe}.{metric} [{params}]") }
+}
+
+/// The UTC date of a time in microseconds since the epoch.
+pub fn night_of(micros: i64) -> NaiveDate {
+    DateTime::from_timestamp_micros(micros).map(|t| t.date_naive()).unwrap_or_default()
+}
+
+/// Midnight UTC of `day`, in microseconds since the epoch.
+pub fn midnight_micros(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()
+}
+
+/// A Polars `Date` (days since the epoch) as a date.
+pub fn date_of_days(days: i32) -> NaiveDate {
+    DateTime::UNIX_EPOCH.date_naive() + chrono::TimeDelta::days(i64::from(days))
 }
 
 /// One series: a value per run, oldest first.
@@ -50,7 +66,7 @@ impl NightlySeries {
 
     /// The UTC date of run `i`.
     pub fn night(&self, i: usize) -> NaiveDate {
-        DateTime::from_timestamp_micros(self.at[i]).map(|t| t.date_naive()).unwrap_or_default()
+        night_of(self.at[i])
     }
 
     /// Days since the first run, as the x of a fit.

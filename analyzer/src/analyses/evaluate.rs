@@ -237,6 +237,11 @@ fn noise_bucket(cv: Option<f64>) -> &'static str {
     NOISE.iter().find(|(b, _)| cv <= *b).map_or("cv>5%", |(_, n)| n)
 }
 
+/// `part / whole`; `None` of nothing.
+fn share(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
@@ -384,16 +389,14 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
             }
         }
     }
-    let judged = eval.true_reports + eval.false_reports;
-    eval.precision = (judged > 0).then(|| eval.true_reports as f64 / judged as f64);
+    eval.precision = share(eval.true_reports, eval.true_reports + eval.false_reports);
     for p in eval.precision_by_noise.values_mut() {
-        let judged = p.true_reports + p.false_reports;
-        p.precision = (judged > 0).then(|| p.true_reports as f64 / judged as f64);
+        p.precision = share(p.true_reports, p.true_reports + p.false_reports);
     }
     eval.false_per_1000_series_years =
         (eval.series_years > 0.0).then(|| 1000.0 * eval.false_reports as f64 / eval.series_years);
     let finish = |score: &mut Score, d: Option<&mut Vec<f64>>| {
-        score.recall = (score.labels > 0).then(|| score.found as f64 / score.labels as f64);
+        score.recall = share(score.found, score.labels);
         if let Some(d) = d {
             d.sort_by(f64::total_cmp);
             score.found_night_by_night = d.len();

@@ -172,7 +172,7 @@ fn silent_hosts(hosts: &super::state::HostMap, night: NaiveDate) -> (Vec<SilentH
     let mut silent = Vec::new();
     let mut retired = 0;
     for (host, h) in hosts {
-        let last_run = chrono::DateTime::from_timestamp_micros(h.started_at).unwrap_or_default().date_naive();
+        let last_run = crate::series::night_of(h.started_at);
         let nights_silent = (night - last_run).num_days();
         if nights_silent > super::STALE_NIGHTS {
             retired += 1;

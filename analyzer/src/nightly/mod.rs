@@ -41,7 +41,7 @@ use crate::analyses::outliers::{class_of, fleet_outliers};
 use crate::analyses::stability::{Stability, stability_of};
 use crate::analyses::trends::{Trend, regime_start_after, trend_since};
 use crate::history::{HistoryError, load_into, run_counts};
-use crate::series::NightlySeries;
+use crate::series::{NightlySeries, midnight_micros};
 use digest::{Digest, Findings};
 use state::{HostMap, HostState, STATE_FILES, SeriesMap, State};
 
@@ -193,10 +193,6 @@ fn reread_from(
         }
         None => overlap,
     }
-}
-
-fn midnight_micros(day: NaiveDate) -> i64 {
-    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()
 }
 
 /// The findings of one series; the detector runs once and trends and forecasts reuse its last
@@ -355,10 +351,7 @@ pub fn run(
         json.push(b'\n');
         files.push((location("digest", night, "digest.json"), json));
         // Redoing a finished night: it stops being finished until its new digest is in.
-        let digest_path = dataset.child(&location("digest", night, "digest.json"));
-        if runtime.block_on(dataset.exists(&digest_path))? {
-            runtime.block_on(dataset.delete(&digest_path))?;
-        }
+        runtime.block_on(dataset.delete(&dataset.child(&location("digest", night, "digest.json"))))?;
         for (path, bytes) in files {
             runtime.block_on(dataset.put(&dataset.child(&path), bytes.into()))?;
             written.push(path);

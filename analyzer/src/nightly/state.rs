@@ -1,6 +1,6 @@
 //! The state the nightly job keeps between nights, under `analysis/state/date=NIGHT/`: every
 //! series' window of history (`series.parquet` with the keys, `points.parquet` with one row per
-//! run, sorted by series and time) and each host's class from its latest run (`hosts.parquet`).
+//! run, sorted by series and time), each host's class from its latest run (`hosts.parquet`),
 //! and the runs each partition held when the state was taken (`partitions.parquet`, how the
 //! next night tells that runs arrived late). A night then reads this and the new partitions
 //! only, not the year behind it.
@@ -11,7 +11,7 @@ use std::io::Cursor;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use crate::series::{NightlySeries, SeriesKey};
+use crate::series::{NightlySeries, SeriesKey, date_of_days};
 
 /// A host's latest run, and the hardware class it gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,13 +161,12 @@ pub fn decode_state([series, points, hosts, partitions]: [&[u8]; 4]) -> PolarsRe
         .collect();
     let c = decode(partitions)?;
     let (dates, runs) = (c.column("date")?.date()?.clone(), c.column("runs")?.u64()?.clone());
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
     let mut counts = RunCounts::new();
     for i in 0..c.height() {
         let (Some(day), Some(n)) = (dates.physical().get(i), runs.get(i)) else {
             polars_bail!(ComputeError: "state partition counts have nulls");
         };
-        counts.insert(epoch + chrono::TimeDelta::days(i64::from(day)), n);
+        counts.insert(date_of_days(day), n);
     }
     Ok(State { series: by_id.into_iter().map(|s| (s.key.clone(), s)).collect(), hosts, partitions: counts })
 }

@@ -12,6 +12,7 @@ use crate::analyses::outliers::Outlier;
 use crate::analyses::stability::{Grade, Stability};
 use crate::analyses::trends::Trend;
 use crate::nightly::digest::Digest;
+use crate::series::metric_label;
 
 /// Columns padded to their widest cell; a column whose header starts with '>' is right-aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -231,13 +232,8 @@ pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> Strin
     let cells: Vec<Vec<String>> = rollups
         .iter()
         .map(|r| {
-            let label = if r.params.is_empty() {
-                format!("{}.{}", r.probe, r.metric)
-            } else {
-                format!("{}.{} [{}]", r.probe, r.metric, r.params)
-            };
             vec![
-                label,
+                metric_label(&r.probe, &r.metric, &r.params),
                 r.fleet.verdict.as_str().into(),
                 pct(r.fleet.median_change),
                 interval(r.fleet.ci_low, r.fleet.ci_high),
