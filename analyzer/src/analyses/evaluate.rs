@@ -15,6 +15,11 @@
 //!   first reported (within the tolerance), up to `MAX_DELAY`.
 //! - **False alarms**: reports matching no label and outside every neutral zone, per 1,000
 //!   series-years (a series' years are its span in nights / 365).
+//! - **Headline** (and [`Evaluation::scoped`]): the same scores over the changes a goal is
+//!   about, steps of at least 5 % on series at CV ≤ 2 %. A wrong report belongs to the change it
+//!   is nearest to, within [`ATTRIBUTION_NIGHTS`]: a 2.5 % step placed 6 nights off is a miss and
+//!   a wrong report of the small steps, not of the large ones. A wrong report near no change is
+//!   a false alarm and counts against every scope its series' noise is in.
 
 use std::collections::BTreeMap;
 
@@ -28,9 +33,15 @@ use crate::series::NightlySeries;
 pub const TOLERANCE_NIGHTS: i64 = 3;
 /// Nights after a label the night-by-night run waits for it.
 pub const MAX_DELAY: usize = 30;
+/// A wrong report within this many nights of a label is that change, placed too far off.
+pub const ATTRIBUTION_NIGHTS: i64 = 30;
+/// The headline's scope: steps of at least this |magnitude| …
+pub const HEADLINE_MIN_STEP: f64 = 0.05;
+/// … on series at most this noisy (robust CV).
+pub const HEADLINE_MAX_CV: f64 = 0.02;
 /// Step-size buckets of the report (upper bounds of |magnitude|).
 const BUCKETS: [(f64, &str); 5] =
-    [(0.035, "<3.5%"), (0.075, "5%"), (0.15, "10%"), (0.3, "20%"), (f64::INFINITY, ">30%")];
+    [(0.05, "<5%"), (0.075, "5%"), (0.15, "10%"), (0.3, "20%"), (f64::INFINITY, ">30%")];
 /// Noise buckets (upper bounds of the series' robust CV).
 const NOISE: [(f64, &str); 4] = [(0.01, "cv≤1%"), (0.02, "cv≤2%"), (0.05, "cv≤5%"), (f64::INFINITY, "cv>5%")];
 
@@ -196,6 +207,48 @@ pub struct Precision {
     pub precision: Option<f64>,
 }
 
+/// The scores over the labels of at least `min_step` on series at CV ≤ `max_cv`, and over the
+/// reports that belong to them (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scoped {
+    pub min_step: f64,
+    pub max_cv: f64,
+    pub labels: usize,
+    pub found: usize,
+    pub recall: Option<f64>,
+    pub true_reports: usize,
+    /// Wrong reports nearest to a label of the scope: the change, placed too far off.
+    pub misplaced_reports: usize,
+    /// Wrong reports on series of the scope's noise near no label at all.
+    pub false_alarms: usize,
+    pub precision: Option<f64>,
+    pub median_delay: Option<f64>,
+    pub p90_delay: Option<f64>,
+    pub found_night_by_night: usize,
+    /// The delays behind the two figures, so scopes of several evaluations can be pooled.
+    #[serde(skip)]
+    pub delays: Vec<f64>,
+}
+
+/// What became of one report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// Found this label.
+    Right(usize),
+    /// Nearest to this label, but too far off to find it.
+    Misplaced(usize),
+    /// Near no label.
+    FalseAlarm,
+    /// In a neutral zone.
+    Neutral,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Report {
+    cv: Option<f64>,
+    fate: Fate,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
     pub series: usize,
@@ -226,6 +279,56 @@ pub struct Evaluation {
     pub quiet_per_1000_series_years: Option<f64>,
     /// Labels whose series is not in the dataset (another window, a typo).
     pub labels_without_series: usize,
+    /// [`Evaluation::scoped`] at [`HEADLINE_MIN_STEP`] and [`HEADLINE_MAX_CV`].
+    pub headline: Scoped,
+    #[serde(skip)]
+    outcomes: Vec<LabelOutcome>,
+    #[serde(skip)]
+    reports: Vec<Report>,
+}
+
+impl Evaluation {
+    /// Recall, precision and delays over the labels of at least `min_step` (|magnitude|; labels
+    /// without one are left out) on series at CV ≤ `max_cv`, and the reports that belong to
+    /// them: the ones that found them, the wrong ones nearest to them, and the false alarms on
+    /// series at CV ≤ `max_cv`.
+    pub fn scoped(&self, min_step: f64, max_cv: f64) -> Scoped {
+        let quiet = |cv: Option<f64>| cv.is_some_and(|c| c <= max_cv);
+        let inside = |o: &LabelOutcome| {
+            o.point && o.series > 0 && o.magnitude.is_some_and(|m| m.abs() >= min_step) && quiet(o.cv)
+        };
+        let mine: Vec<bool> = self.outcomes.iter().map(inside).collect();
+        let count = |f: &dyn Fn(&Report) -> bool| self.reports.iter().filter(|r| f(r)).count();
+        let true_reports = count(&|r| matches!(r.fate, Fate::Right(l) if mine[l]));
+        let misplaced_reports = count(&|r| matches!(r.fate, Fate::Misplaced(l) if mine[l]));
+        let false_alarms = count(&|r| r.fate == Fate::FalseAlarm && quiet(r.cv));
+        let labels = mine.iter().filter(|&&m| m).count();
+        let found = self.outcomes.iter().zip(&mine).filter(|(o, m)| **m && o.found).count();
+        let mut delays: Vec<f64> = self
+            .outcomes
+            .iter()
+            .zip(&mine)
+            .filter(|(_, m)| **m)
+            .filter_map(|(o, _)| o.delay)
+            .map(|d| d as f64)
+            .collect();
+        delays.sort_by(f64::total_cmp);
+        Scoped {
+            min_step,
+            max_cv,
+            labels,
+            found,
+            recall: share(found, labels),
+            true_reports,
+            misplaced_reports,
+            false_alarms,
+            precision: share(true_reports, true_reports + misplaced_reports + false_alarms),
+            median_delay: quantile(&delays, 0.5),
+            p90_delay: quantile(&delays, 0.9),
+            found_night_by_night: delays.len(),
+            delays,
+        }
+    }
 }
 
 fn bucket(magnitude: f64) -> &'static str {
@@ -264,8 +367,11 @@ fn delay(series: &NightlySeries, clean: &[f64], date: NaiveDate, opts: &Options)
 
 /// What the series a label names made of it. A label without params names every series of
 /// its metric: it is one change, found when any of them reports it.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct LabelOutcome {
+    /// A change at a night, not a neutral zone.
+    point: bool,
+    magnitude: Option<f64>,
     series: usize,
     found: bool,
     delay: Option<usize>,
@@ -298,8 +404,28 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         quiet_reports: 0,
         quiet_per_1000_series_years: None,
         labels_without_series: 0,
+        headline: Scoped {
+            min_step: HEADLINE_MIN_STEP,
+            max_cv: HEADLINE_MAX_CV,
+            labels: 0,
+            found: 0,
+            recall: None,
+            true_reports: 0,
+            misplaced_reports: 0,
+            false_alarms: 0,
+            precision: None,
+            median_delay: None,
+            p90_delay: None,
+            found_night_by_night: 0,
+            delays: Vec::new(),
+        },
+        outcomes: Vec::new(),
+        reports: Vec::new(),
     };
-    let mut outcomes = vec![LabelOutcome::default(); labels.len()];
+    let mut outcomes: Vec<LabelOutcome> = labels
+        .iter()
+        .map(|l| LabelOutcome { point: l.end.is_none(), magnitude: l.magnitude, ..LabelOutcome::default() })
+        .collect();
     for s in series {
         let years = match (s.at.first(), s.at.last()) {
             (Some(&a), Some(&b)) => ((b - a) as f64 / 86_400e6 + 1.0) / 365.0,
@@ -325,15 +451,15 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
             eval.quiet_series_years += years;
             eval.quiet_reports += reports.len();
         }
-        let mut used = vec![false; reports.len()];
+        let mut used: Vec<Option<usize>> = vec![None; reports.len()];
         let days = |a: NaiveDate, b: NaiveDate| (a - b).num_days();
         for &li in mine.iter().filter(|&&l| labels[l].end.is_none()) {
             let l = &labels[li];
             let nearest = (0..reports.len())
-                .filter(|&i| !used[i] && days(reports[i], l.date).abs() <= TOLERANCE_NIGHTS)
+                .filter(|&i| used[i].is_none() && days(reports[i], l.date).abs() <= TOLERANCE_NIGHTS)
                 .min_by_key(|&i| days(reports[i], l.date).abs());
             if let Some(i) = nearest {
-                used[i] = true;
+                used[i] = Some(li);
             }
             let o = &mut outcomes[li];
             o.series += 1;
@@ -348,19 +474,29 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         }
         let by_noise = eval.precision_by_noise.entry(noise_bucket(cv)).or_default();
         for (i, r) in reports.iter().enumerate() {
-            if used[i] {
+            let fate = if let Some(li) = used[i] {
                 eval.true_reports += 1;
                 by_noise.true_reports += 1;
+                Fate::Right(li)
             } else if mine.iter().map(|&l| &labels[l]).any(|l| {
                 l.end.is_some_and(|end| {
                     days(*r, l.date) >= -TOLERANCE_NIGHTS && days(*r, end) <= TOLERANCE_NIGHTS
                 })
             }) {
                 eval.neutral_reports += 1;
+                Fate::Neutral
             } else {
                 eval.false_reports += 1;
                 by_noise.false_reports += 1;
-            }
+                mine.iter()
+                    .copied()
+                    .filter(|&l| {
+                        labels[l].end.is_none() && days(*r, labels[l].date).abs() <= ATTRIBUTION_NIGHTS
+                    })
+                    .min_by_key(|&l| days(*r, labels[l].date).abs())
+                    .map_or(Fate::FalseAlarm, Fate::Misplaced)
+            };
+            eval.reports.push(Report { cv, fate });
         }
     }
     let mut delays: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -413,6 +549,8 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
     }
     eval.quiet_per_1000_series_years =
         (eval.quiet_series_years > 0.0).then(|| 1000.0 * eval.quiet_reports as f64 / eval.quiet_series_years);
+    eval.outcomes = outcomes;
+    eval.headline = eval.scoped(HEADLINE_MIN_STEP, HEADLINE_MAX_CV);
     eval
 }
 
@@ -501,6 +639,50 @@ mod tests {
         let e = evaluate(&[s, t], &[label(41, -0.2)], &Options::default());
         assert_eq!((e.overall.labels, e.overall.found, e.labels_without_series), (1, 1, 0));
         assert_eq!((e.true_reports, e.false_reports), (2, 0));
+    }
+
+    #[test]
+    fn a_wrong_report_belongs_to_the_change_it_is_nearest() {
+        // A 20 % step at night 40 on a series at about 1 % noise.
+        let values: Vec<f64> = (0..80)
+            .map(|i| {
+                1000.0
+                    * if i < 40 { 1.0 } else { 0.8 }
+                    * (1.0 + 0.01 * [0.3, -0.8, 1.0, -0.2, 0.6, -1.0, 0.1][i % 7])
+            })
+            .collect();
+        let s = series(&values, &[]);
+        let label = |d: u32, magnitude: f64| Label {
+            host: "db-01".into(),
+            probe: "storage.rand4k".into(),
+            metric: "read_iops".into(),
+            params: None,
+            date: day(d),
+            end: None,
+            magnitude: Some(magnitude),
+        };
+        let run = |labels: &[Label]| evaluate(std::slice::from_ref(&s), labels, &Options::default());
+        let h = run(&[label(41, -0.2)]).headline;
+        assert_eq!((h.labels, h.found, h.true_reports, h.precision), (1, 1, 1, Some(1.0)));
+        assert!((0.0..=4.0).contains(&h.median_delay.unwrap()));
+        // A small change 11 nights off: the report is its, placed too far off, and outside the
+        // headline's scope; a wider scope sees it.
+        let e = run(&[label(30, -0.03)]);
+        assert_eq!((e.false_reports, e.precision), (1, Some(0.0)));
+        let h = &e.headline;
+        assert_eq!(
+            (h.labels, h.true_reports, h.misplaced_reports, h.false_alarms, h.precision),
+            (0, 0, 0, 0, None)
+        );
+        let wide = e.scoped(0.01, 1.0);
+        assert_eq!((wide.labels, wide.misplaced_reports, wide.precision), (1, 1, Some(0.0)));
+        // A large change 11 nights off: misplaced, in the scope.
+        let h = run(&[label(30, -0.2)]).headline;
+        assert_eq!((h.labels, h.found, h.misplaced_reports, h.false_alarms), (1, 0, 1, 0));
+        // 35 nights from the only label: a false alarm, which every scope of its noise counts.
+        let e = run(&[label(5, -0.03)]);
+        assert_eq!((e.headline.labels, e.headline.false_alarms, e.headline.precision), (0, 1, Some(0.0)));
+        assert_eq!(e.scoped(0.05, 0.001).false_alarms, 0, "a scope of quieter series");
     }
 
     #[test]

@@ -323,6 +323,23 @@ pub fn evaluation(e: &Evaluation) -> String {
         e.quiet_reports,
         rate(e.quiet_per_1000_series_years)
     );
+    let h = &e.headline;
+    let _ = writeln!(
+        out,
+        "steps of {:.0} % or more on series at CV ≤ {:.0} %: recall {} ({} of {}), precision {} ({} right, {} placed more than {} nights off, {} false alarms), median delay {} nights, 90th percentile {}",
+        100.0 * h.min_step,
+        100.0 * h.max_cv,
+        ratio(h.recall),
+        h.found,
+        h.labels,
+        ratio(h.precision),
+        h.true_reports,
+        h.misplaced_reports,
+        e.tolerance_nights,
+        h.false_alarms,
+        nights(h.median_delay),
+        nights(h.p90_delay)
+    );
     if !e.by_size.is_empty() {
         let cells: Vec<Vec<String>> = e
             .by_size

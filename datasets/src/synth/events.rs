@@ -281,8 +281,9 @@ impl Injector<'_> {
         }
     }
 
-    /// Sizes from near the noise (3–5 %) to large (30–50 %), both directions; about a third
-    /// hit a whole probe (a slower disk is slower on IOPS and latency alike).
+    /// Sizes from near the noise (3–5 %) through the 5–8 % that detectors find hardest at 2 %
+    /// noise to large (30–50 %), both directions; about a third hit a whole probe (a slower disk
+    /// is slower on IOPS and latency alike).
     fn steps(&mut self, rng: &mut StdRng) {
         if self.days < WARMUP + 4 {
             return;
@@ -297,8 +298,9 @@ impl Injector<'_> {
             let host = rng.random_range(0..self.hosts.len());
             let night = rng.random_range(WARMUP.max(self.days / 10)..=self.days - 3);
             let size = match rng.random_range(0..10) {
-                0..=2 => rng.random_range(0.03..0.05),
-                3..=6 => rng.random_range(0.08..0.2),
+                0..=1 => rng.random_range(0.03..0.05),
+                2..=3 => rng.random_range(0.05..0.08),
+                4..=6 => rng.random_range(0.08..0.2),
                 _ => rng.random_range(0.3..0.5),
             };
             let better = rng.random_bool(0.4);
