@@ -226,7 +226,7 @@ fn report_changes(evaluations: &[Evaluation]) {
         1000.0 * sum(&|e| e.quiet_reports as f64) / sum(&|e| e.quiet_series_years)
     );
     // The goal's scope pooled over the seeds: steps ≥ 5 % on series at CV ≤ 2 %.
-    let h = |f: &dyn Fn(&Evaluation) -> usize| evaluations.iter().map(|e| f(e)).sum::<usize>();
+    let h = |f: &dyn Fn(&Evaluation) -> usize| evaluations.iter().map(f).sum::<usize>();
     let (right, misplaced, alarms) = (
         h(&|e| e.headline.true_reports),
         h(&|e| e.headline.misplaced_reports),
