@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use fathom_analyzer::analyses::changepoint::Options;
 use fathom_analyzer::analyses::delta::{Split, host_delta};
 use fathom_analyzer::analyses::delta_stats::DeltaOptions;
-use fathom_analyzer::analyses::evaluate::{Evaluation, Label, evaluate};
+use fathom_analyzer::analyses::evaluate::{Evaluation, Label, bucket_order, evaluate};
 use fathom_analyzer::analyses::outliers::{Side, fleet_outliers, host_classes};
 use fathom_analyzer::load::Loader;
 use fathom_analyzer::runs::read_runs;
@@ -176,7 +176,12 @@ fn main() -> Result<()> {
     println!("\n## Deltas of the injected roll-outs (7 nights a side)\n");
     println!("| effect | noise | cases | correct | no change | inconclusive | wrong |");
     println!("|---|---|---|---|---|---|---|");
-    for ((effect, noise), t) in &deltas {
+    let effects = ["A/A (no effect)", "2.5–5 % effect", "5–10 % effect", "≥ 10 % effect"];
+    let noises = ["cv≤1%", "cv≤2%", "cv≤3%", "cv≤5%", "cv>5%", "no noise estimate"];
+    let rank = |names: &[&str], n: &str| names.iter().position(|x| *x == n).unwrap_or(names.len());
+    let mut rows: Vec<_> = deltas.iter().collect();
+    rows.sort_by_key(|((effect, noise), _)| (rank(&effects, effect), rank(&noises, noise)));
+    for ((effect, noise), t) in rows {
         println!(
             "| {effect} | {noise} | {} | {} | {} | {} | {} |",
             t.cases,
@@ -258,6 +263,8 @@ fn report_changes(evaluations: &[Evaluation]) {
             c.3.extend(s.p90_delay);
         }
     }
+    let mut cells: Vec<_> = cells.into_iter().collect();
+    cells.sort_by_key(|(k, _)| bucket_order(k));
     for (k, (labels, found, med, p90)) in cells {
         // Seeds' medians averaged: each seed's median and 90th percentile, then their mean.
         let mean = |v: &[f64]| {

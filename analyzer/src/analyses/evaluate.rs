@@ -331,6 +331,18 @@ impl Evaluation {
     }
 }
 
+/// Where a bucket name (`"5%"`, `"cv≤2%"` or a cell, `"5% cv≤2%"`) sorts: by step size, then
+/// by noise, smallest and quietest first (the maps' own order is the names' text order).
+pub fn bucket_order(name: &str) -> (usize, usize) {
+    let rank = |names: &mut dyn Iterator<Item = &'static str>| {
+        let names: Vec<&str> = names.collect();
+        let at = name.split(' ').find_map(|part| names.iter().position(|n| *n == part));
+        at.unwrap_or(names.len())
+    };
+    let noise_names = || NOISE.iter().map(|(_, n)| *n).chain(std::iter::once("cv>5%"));
+    (rank(&mut BUCKETS.iter().map(|(_, n)| *n)), rank(&mut noise_names()))
+}
+
 fn bucket(magnitude: f64) -> &'static str {
     BUCKETS.iter().find(|(b, _)| magnitude.abs() < *b).map_or(">30%", |(_, n)| n)
 }
@@ -683,6 +695,15 @@ mod tests {
         let e = run(&[label(5, -0.03)]);
         assert_eq!((e.headline.labels, e.headline.false_alarms, e.headline.precision), (0, 1, Some(0.0)));
         assert_eq!(e.scoped(0.05, 0.001).false_alarms, 0, "a scope of quieter series");
+    }
+
+    #[test]
+    fn buckets_sort_by_size_then_noise() {
+        let mut names = vec!["5% cv>5%", "<5% cv≤2%", "10% cv≤1%", ">30% cv≤1%", "5% cv≤1%", "20% cv≤5%"];
+        names.sort_by_key(|n| bucket_order(n));
+        assert_eq!(names, ["<5% cv≤2%", "5% cv≤1%", "5% cv>5%", "10% cv≤1%", "20% cv≤5%", ">30% cv≤1%"]);
+        assert!(bucket_order("5%") < bucket_order("10%"));
+        assert!(bucket_order("cv≤1%") < bucket_order("cv≤2%"));
     }
 
     #[test]

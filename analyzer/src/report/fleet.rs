@@ -6,7 +6,7 @@ use fathom_datasets::human::format_value;
 use crate::analyses::anomalies::Anomaly;
 use crate::analyses::delta::{HostDelta, MetricRollup};
 use crate::analyses::delta_stats::Verdict;
-use crate::analyses::evaluate::Evaluation;
+use crate::analyses::evaluate::{Evaluation, Score, bucket_order};
 use crate::analyses::forecast::{Forecast, Outlook};
 use crate::analyses::outliers::Outlier;
 use crate::analyses::stability::{Grade, Stability};
@@ -341,12 +341,17 @@ pub fn evaluation(e: &Evaluation) -> String {
         nights(h.p90_delay)
     );
     if !e.by_size.is_empty() {
-        let cells: Vec<Vec<String>> = e
-            .by_size
-            .iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .chain(e.by_noise.iter().map(|(k, v)| (k.to_string(), v)))
-            .chain(e.by_size_and_noise.iter().map(|(k, v)| (k.clone(), v)))
+        let mut sizes: Vec<(String, &Score)> = e.by_size.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut noises: Vec<(String, &Score)> = e.by_noise.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut both: Vec<(String, &Score)> =
+            e.by_size_and_noise.iter().map(|(k, v)| (k.clone(), v)).collect();
+        for rows in [&mut sizes, &mut noises, &mut both] {
+            rows.sort_by_key(|(k, _)| bucket_order(k));
+        }
+        let cells: Vec<Vec<String>> = sizes
+            .into_iter()
+            .chain(noises)
+            .chain(both)
             .map(|(size, s)| {
                 vec![
                     size.to_string(),
