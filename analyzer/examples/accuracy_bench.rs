@@ -217,6 +217,8 @@ fn report_changes(evaluations: &[Evaluation]) {
             t.1 += p.false_reports;
         }
     }
+    let mut by_noise: Vec<_> = by_noise.into_iter().collect();
+    by_noise.sort_by_key(|(noise, _)| bucket_order(noise));
     let cells: Vec<String> = by_noise
         .iter()
         .map(|(noise, (t, f))| {

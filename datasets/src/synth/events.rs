@@ -121,6 +121,9 @@ const ROLLOUTS: &[Rollout] = &[
             ("storage.fsync", "fsync_rate", 0.1),
             ("storage.fsync", "lat_p50", -0.0909),
             ("storage.fsync", "lat_p99", -0.08),
+            // Transparent huge pages on by default: streaming memory a little faster.
+            ("memory.bandwidth", "copy", 0.05),
+            ("memory.bandwidth", "triad", 0.06),
         ],
     },
     Rollout {
