@@ -13,13 +13,13 @@ use fathom_analyzer::analyses::changepoint::Options;
 use fathom_analyzer::analyses::delta::{Split, host_delta};
 use fathom_analyzer::analyses::delta_stats::DeltaOptions;
 use fathom_analyzer::analyses::evaluate::{Evaluation, Label, bucket_order, evaluate};
-use fathom_analyzer::analyses::outliers::{Side, fleet_outliers, host_classes};
+use fathom_analyzer::analyses::outliers::{Basis, Outlier, Side, fleet_outliers, host_classes};
 use fathom_analyzer::load::Loader;
 use fathom_analyzer::runs::read_runs;
-use fathom_analyzer::series::{NightlySeries, load_series, midnight_micros};
+use fathom_analyzer::series::{NightlySeries, load_series, metric_label, midnight_micros};
 use fathom_datasets::Table;
 use fathom_datasets::store::{Dataset, DateRange};
-use fathom_datasets::synth::{EventKind, GroundTruth, SynthOptions, generate};
+use fathom_datasets::synth::{EventKind, GroundTruth, InjectedEvent, SynthOptions, generate};
 
 #[derive(Default)]
 struct Tally {
@@ -152,24 +152,37 @@ fn main() -> Result<()> {
             .filter(|e| e.kind == EventKind::OutlierHost)
             .map(|e| (e.host.clone(), e.probe.clone()))
             .collect();
-        let flagged: BTreeSet<(String, String)> = fleet_outliers(&series, &host_classes(&runs))
+        let worse: Vec<Outlier> = fleet_outliers(&series, &host_classes(&runs))
             .into_iter()
             .filter(|o| o.side == Side::Worse)
-            .map(|o| (o.host, o.probe))
             .collect();
+        let flagged: BTreeSet<(String, String)> =
+            worse.iter().map(|o| (o.host.clone(), o.probe.clone())).collect();
         outlier_truth += truth_pairs.len();
         outlier_found += truth_pairs.intersection(&flagged).count();
-        outlier_flagged += flagged.len();
-        // A flagged pair that is neither an injected outlier nor a host with a step on that
-        // probe (a host 30 % slower since a step is rightly unlike its peers).
-        let stepped: BTreeSet<(String, String)> = truth
+        outlier_flagged += worse.len();
+        // A flag that is neither an injected outlier nor a host with a step or drift of 5 % or
+        // more there (a host 30 % slower since a step is rightly unlike its peers): on the
+        // probe for a probe-wide flag, on that very metric for a flag of one metric alone.
+        let changed = |e: &&InjectedEvent| {
+            e.kind == EventKind::OutlierHost
+                || (matches!(e.kind, EventKind::Step | EventKind::Drift) && e.magnitude.abs() >= 0.05)
+        };
+        let stepped: BTreeSet<(String, String)> =
+            truth.events.iter().filter(changed).map(|e| (e.host.clone(), e.probe.clone())).collect();
+        let stepped_metrics: BTreeSet<(String, String)> = truth
             .events
             .iter()
-            .filter(|e| matches!(e.kind, EventKind::Step | EventKind::Drift) && e.magnitude.abs() >= 0.05)
-            .map(|e| (e.host.clone(), e.probe.clone()))
+            .filter(changed)
+            .map(|e| (e.host.clone(), metric_label(&e.probe, &e.metric, &e.params)))
             .collect();
-        outlier_false +=
-            flagged.iter().filter(|p| !truth_pairs.contains(*p) && !stepped.contains(*p)).count();
+        outlier_false += worse
+            .iter()
+            .filter(|o| match o.basis {
+                Basis::Probe => !stepped.contains(&(o.host.clone(), o.probe.clone())),
+                Basis::Metric => !stepped_metrics.contains(&(o.host.clone(), o.worst_metric.clone())),
+            })
+            .count();
         evaluations.push(evaluation);
     }
     report_changes(&evaluations);
@@ -193,7 +206,7 @@ fn main() -> Result<()> {
     }
     println!("\n## Fleet outliers\n");
     println!(
-        "injected (host, probe) pairs {outlier_truth}, found {outlier_found}; flagged worse {outlier_flagged}, of which {outlier_false} neither injected nor a stepped probe"
+        "injected (host, probe) pairs {outlier_truth}, found {outlier_found}; flagged worse {outlier_flagged}, of which {outlier_false} neither injected nor on a probe (a metric, for one-metric flags) with a step or drift of 5 % or more"
     );
     Ok(())
 }

@@ -15,6 +15,10 @@
 //!    and latency alike, a single wild metric is not a slow host. A host is an outlier on a probe
 //!    when that median is beyond ±`Z_LIMIT` and its median gap to the peers is at least
 //!    `MIN_GAP`; the report names the probe, the gap and the metric furthest out.
+//! 5. **One metric alone** is enough when it is far out: |z| ≥ `METRIC_Z_LIMIT` (8) and a gap of
+//!    at least `METRIC_MIN_GAP` (15 %). A probe's metrics can measure different parts of the
+//!    machine (main memory and three cache levels), and a host with 40 % slower main memory is
+//!    slow though its caches match. Such a row has basis `metric` and its own z and gap.
 //!
 //! Scores rather than clusters: with tens of hosts per class and a known grouping, a robust score
 //! per metric says which figure is off and by how much, where a clustering (k-means, DBSCAN over
@@ -33,6 +37,20 @@ pub const MIN_PEERS: usize = 5;
 pub const MIN_SPREAD: f64 = 0.01;
 pub const Z_LIMIT: f64 = 4.0;
 pub const MIN_GAP: f64 = 0.05;
+/// One metric alone makes an outlier this far out: a host whose main-memory latency is 40 %
+/// worse is slow even though its caches, the probe's other metrics, are like its peers'.
+pub const METRIC_Z_LIMIT: f64 = 8.0;
+pub const METRIC_MIN_GAP: f64 = 0.15;
+
+/// What put a host on the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The probe's metrics as a whole (their median).
+    Probe,
+    /// One metric far out on its own.
+    Metric,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,7 +76,30 @@ pub struct Outlier {
     pub worst_metric: String,
     pub worst_value: f64,
     pub peer_median: f64,
+    /// The worst metric's own robust z and gap.
+    pub worst_score: f64,
+    pub worst_gap: f64,
     pub metrics: usize,
+    pub basis: Basis,
+}
+
+impl Outlier {
+    /// The robust z and the gap that put the host on the list: the probe's medians, or the one
+    /// metric's own.
+    pub fn flagged(&self) -> (f64, f64) {
+        match self.basis {
+            Basis::Probe => (self.score, self.gap),
+            Basis::Metric => (self.worst_score, self.worst_gap),
+        }
+    }
+
+    /// The probe, marked when one metric alone put the host on the list.
+    pub fn what(&self) -> String {
+        match self.basis {
+            Basis::Probe => self.probe.clone(),
+            Basis::Metric => format!("{} (one metric)", self.probe),
+        }
+    }
 }
 
 /// Each host's hardware class, from its latest run: the `hw_class` label where the collector
@@ -141,26 +182,39 @@ pub fn fleet_outliers(series: &[NightlySeries], class_of: &BTreeMap<String, Stri
     for ((class, host, probe), scored) in by_host {
         let score = finite_median(&scored.iter().map(|s| s.0).collect::<Vec<_>>()).unwrap_or(0.0);
         let gap = finite_median(&scored.iter().map(|s| s.1).collect::<Vec<_>>()).unwrap_or(0.0);
-        if score.abs() < Z_LIMIT || gap.abs() < MIN_GAP {
-            continue;
-        }
+        let probe_wide = score.abs() >= Z_LIMIT && gap.abs() >= MIN_GAP;
+        // The metric furthest out on the probe's side, or on either side when the probe as a
+        // whole is not out.
+        let side = if probe_wide { score.signum() } else { 0.0 };
         let worst = scored
             .iter()
-            .max_by(|a, b| (a.0 * score.signum()).total_cmp(&(b.0 * score.signum())))
+            .max_by(|a, b| {
+                let far = |x: f64| if side == 0.0 { x.abs() } else { x * side };
+                far(a.0).total_cmp(&far(b.0))
+            })
             .expect("a scored host has metrics");
+        let alone = worst.0.abs() >= METRIC_Z_LIMIT && worst.1.abs() >= METRIC_MIN_GAP;
+        if !probe_wide && !alone {
+            continue;
+        }
+        let basis = if probe_wide { Basis::Probe } else { Basis::Metric };
+        let direction = if probe_wide { score } else { worst.0 };
         let recent = last_finite(&worst.2.clean_values(), RECENT_RUNS);
         out.push(Outlier {
             host: host.to_string(),
             class: class.to_string(),
             probe: probe.to_string(),
-            side: if score < 0.0 { Side::Worse } else { Side::Better },
+            side: if direction < 0.0 { Side::Worse } else { Side::Better },
             peers: scored.iter().map(|s| s.3).min().unwrap_or(0),
             score,
             gap,
             worst_metric: worst.2.key.metric_label(),
             worst_value: finite_median(&recent).unwrap_or(f64::NAN),
             peer_median: worst.4,
+            worst_score: worst.0,
+            worst_gap: worst.1,
             metrics: scored.len(),
+            basis,
         });
     }
     out
@@ -199,12 +253,46 @@ mod tests {
         let found = fleet_outliers(&series, &class_of);
         assert_eq!(found.len(), 1, "{found:?}");
         let o = &found[0];
-        assert_eq!((o.host.as_str(), o.side, o.metrics, o.peers), ("db-07", Side::Worse, 2, 12));
+        assert_eq!(
+            (o.host.as_str(), o.side, o.metrics, o.peers, o.basis),
+            ("db-07", Side::Worse, 2, 12, Basis::Probe)
+        );
         assert!((o.gap + 0.35).abs() < 0.03, "{}", o.gap);
         assert!(o.score < -Z_LIMIT);
         // Without a class the host is not scored at all.
         class_of.remove("db-07");
         assert!(fleet_outliers(&series, &class_of).is_empty());
+    }
+
+    #[test]
+    fn one_metric_far_out_is_an_outlier_on_its_own() {
+        // Five cache and memory latencies per host; mem-04's main memory is 40 % slower and
+        // its caches are like everyone's, so the probe's median z is 0.
+        let metrics = ["latency", "latency_l1", "latency_l2", "latency_llc", "latency_ws"];
+        let build = |slow: f64| {
+            let mut series = Vec::new();
+            let mut class_of = BTreeMap::new();
+            for h in 0..12 {
+                let host = format!("mem-{h:02}");
+                let f = 1.0 + 0.02 * ((h % 5) as f64 - 2.0) / 2.0;
+                for (i, m) in metrics.iter().enumerate() {
+                    let worse = if h == 4 && i == 0 { slow } else { 1.0 };
+                    series.push(host_series(&host, m, 90.0 / f * worse, false));
+                }
+                class_of.insert(host, "icelake".to_string());
+            }
+            fleet_outliers(&series, &class_of)
+        };
+        let found = build(1.4);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let o = &found[0];
+        assert_eq!((o.host.as_str(), o.side, o.basis, o.metrics), ("mem-04", Side::Worse, Basis::Metric, 5));
+        assert!(o.score.abs() < Z_LIMIT, "the probe as a whole is not out: {}", o.score);
+        let (z, gap) = o.flagged();
+        assert!(z <= -METRIC_Z_LIMIT && (gap + 0.4 / 1.4).abs() < 0.03, "{z} {gap}");
+        assert!(o.worst_metric.contains("latency") && o.what().ends_with("(one metric)"));
+        // 10 % slower on one metric out of five is not enough on its own.
+        assert!(build(1.1).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use crate::analyses::anomalies::Anomaly;
 use crate::analyses::forecast::{Forecast, Outlook};
-use crate::analyses::outliers::{Outlier, Side};
+use crate::analyses::outliers::{Basis, Outlier, Side};
 use crate::analyses::stability::Stability;
 use crate::analyses::trends::Trend;
 use crate::series::SeriesKey;
@@ -112,7 +112,10 @@ pub fn outliers(night: NaiveDate, rows: &[Outlier]) -> PolarsResult<DataFrame> {
             "worst_metric" => |r| r.worst_metric.as_str(),
             "worst_value" => |r| r.worst_value,
             "peer_median" => |r| r.peer_median,
+            "worst_score" => |r| r.worst_score,
+            "worst_gap" => |r| r.worst_gap,
             "metrics" => |r| r.metrics as i64,
+            "basis" => |r| match r.basis { Basis::Probe => "probe", Basis::Metric => "metric" },
         ),
     )
 }

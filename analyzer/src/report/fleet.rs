@@ -131,12 +131,13 @@ pub fn anomalies(changes: &[&Anomaly], outliers: &[Outlier]) -> String {
         let cells: Vec<Vec<String>> = outliers
             .iter()
             .map(|o| {
+                let (z, gap) = o.flagged();
                 vec![
                     o.host.clone(),
                     o.class.clone(),
-                    o.probe.clone(),
-                    percent(o.gap),
-                    format!("{:+.1}", o.score),
+                    o.what(),
+                    percent(gap),
+                    format!("{z:+.1}"),
                     o.peers.to_string(),
                     format!(
                         "{} ({} vs {})",
@@ -413,7 +414,7 @@ pub fn digest(d: &Digest) -> String {
     if !d.fleet_outliers.is_empty() {
         // The worst first; the rest are in the JSON and in analysis/outliers.
         let mut worst: Vec<_> = d.fleet_outliers.iter().collect();
-        worst.sort_by(|a, b| a.score.total_cmp(&b.score));
+        worst.sort_by(|a, b| a.flagged().0.total_cmp(&b.flagged().0));
         let hosts: std::collections::BTreeSet<&str> = worst.iter().map(|o| o.host.as_str()).collect();
         let _ = writeln!(
             out,
@@ -425,7 +426,13 @@ pub fn digest(d: &Digest) -> String {
             .iter()
             .take(TEXT_ROWS)
             .map(|o| {
-                vec![o.host.clone(), o.class.clone(), o.probe.clone(), percent(o.gap), o.worst_metric.clone()]
+                vec![
+                    o.host.clone(),
+                    o.class.clone(),
+                    o.what(),
+                    percent(o.flagged().1),
+                    o.worst_metric.clone(),
+                ]
             })
             .collect();
         out.push_str(&table(&["host", "class", "probe", ">gap", "furthest metric"], &cells));
