@@ -255,7 +255,7 @@ pub fn run(
             for file in STATE_FILES {
                 bytes.push(runtime.block_on(dataset.get(&dataset.child(&location("state", p, file))))?);
             }
-            let files = [&bytes[0][..], &bytes[1][..], &bytes[2][..], &bytes[3][..]];
+            let files = [&bytes[0], &bytes[1], &bytes[2], &bytes[3]];
             let State { mut series, hosts, partitions } =
                 state::decode_state(files).map_err(polars(format!("reading the state of {p}")))?;
             let since = reread_from(p, window, &partitions, &counts);
