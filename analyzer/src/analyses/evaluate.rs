@@ -575,6 +575,31 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(u64::from(d))
     }
 
+    /// 80 nights at about 1 % noise with a 20 % step down at night 40.
+    fn stepped_series() -> NightlySeries {
+        let values: Vec<f64> = (0..80)
+            .map(|i| {
+                1000.0
+                    * if i < 40 { 1.0 } else { 0.8 }
+                    * (1.0 + 0.01 * [0.3, -0.8, 1.0, -0.2, 0.6, -1.0, 0.1][i % 7])
+            })
+            .collect();
+        series(&values, &[])
+    }
+
+    /// A change of that series' metric on night `d`.
+    fn label(d: u32, magnitude: f64) -> Label {
+        Label {
+            host: "db-01".into(),
+            probe: "storage.rand4k".into(),
+            metric: "read_iops".into(),
+            params: None,
+            date: day(d),
+            end: None,
+            magnitude: Some(magnitude),
+        }
+    }
+
     #[test]
     fn labels_parse_from_csv_json_and_ground_truth() {
         let csv = "host,metric,date,magnitude\ndb-01,storage.rand4k.read_iops,2026-02-10,-0.2\n";
@@ -603,24 +628,8 @@ mod tests {
 
     #[test]
     fn found_missed_false_and_delays_are_counted() {
-        // A 20 % step at night 40 and a false label at night 20.
-        let values: Vec<f64> = (0..80)
-            .map(|i| {
-                1000.0
-                    * if i < 40 { 1.0 } else { 0.8 }
-                    * (1.0 + 0.01 * [0.3, -0.8, 1.0, -0.2, 0.6, -1.0, 0.1][i % 7])
-            })
-            .collect();
-        let s = series(&values, &[]);
-        let label = |d: u32, magnitude: f64| Label {
-            host: "db-01".into(),
-            probe: "storage.rand4k".into(),
-            metric: "read_iops".into(),
-            params: None,
-            date: day(d),
-            end: None,
-            magnitude: Some(magnitude),
-        };
+        // A 20 % step at night 40, and a false label at night 20.
+        let s = stepped_series();
         let e = evaluate(std::slice::from_ref(&s), &[label(41, -0.2)], &Options::default());
         assert_eq!((e.reported, e.true_reports, e.false_reports), (1, 1, 0));
         assert_eq!((e.overall.labels, e.overall.found, e.precision), (1, 1, Some(1.0)));
@@ -655,24 +664,7 @@ mod tests {
 
     #[test]
     fn a_wrong_report_belongs_to_the_change_it_is_nearest() {
-        // A 20 % step at night 40 on a series at about 1 % noise.
-        let values: Vec<f64> = (0..80)
-            .map(|i| {
-                1000.0
-                    * if i < 40 { 1.0 } else { 0.8 }
-                    * (1.0 + 0.01 * [0.3, -0.8, 1.0, -0.2, 0.6, -1.0, 0.1][i % 7])
-            })
-            .collect();
-        let s = series(&values, &[]);
-        let label = |d: u32, magnitude: f64| Label {
-            host: "db-01".into(),
-            probe: "storage.rand4k".into(),
-            metric: "read_iops".into(),
-            params: None,
-            date: day(d),
-            end: None,
-            magnitude: Some(magnitude),
-        };
+        let s = stepped_series();
         let run = |labels: &[Label]| evaluate(std::slice::from_ref(&s), labels, &Options::default());
         let h = run(&[label(41, -0.2)]).headline;
         assert_eq!((h.labels, h.found, h.true_reports, h.precision), (1, 1, 1, Some(1.0)));
