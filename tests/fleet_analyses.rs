@@ -92,39 +92,50 @@ fn anomalies_report_dated_changes_and_the_outlier_host() {
         let better = (c["magnitude"].as_f64().unwrap() > 0.0) == c["higher_is_better"].as_bool().unwrap();
         assert_eq!(kind, if better { "improvement" } else { "degradation" }, "{c}");
     }
-    // The injected outlier host is flagged, and few others.
-    let injected: BTreeSet<String> = truth()
-        .iter()
-        .filter(|e| e["kind"] == "outlier_host")
-        .map(|e| e["host"].as_str().unwrap().to_string())
-        .collect();
+    // Every injected outlier (host, probe) is flagged worse, and every other row is a host that
+    // really got worse there: a step or drift of 5 % or more for the worse on the probe (on the
+    // very metric, for a row of one metric alone), which rightly makes it unlike its peers.
+    let pair =
+        |v: &Value| (v["host"].as_str().unwrap().to_string(), v["probe"].as_str().unwrap().to_string());
+    let injected: BTreeSet<(String, String)> =
+        truth().iter().filter(|e| e["kind"] == "outlier_host").map(pair).collect();
     assert!(!injected.is_empty());
     let worse: Vec<&Value> =
         out["fleet_outliers"].as_array().unwrap().iter().filter(|o| o["side"] == "worse").collect();
-    let flagged: BTreeSet<String> = worse.iter().map(|o| o["host"].as_str().unwrap().to_string()).collect();
+    let flagged: BTreeSet<(String, String)> = worse.iter().map(|o| pair(o)).collect();
     assert!(injected.is_subset(&flagged), "injected {injected:?}, flagged {flagged:?}");
-    // Every other row is a host that really changed there: a step or drift of 5 % or more on
-    // the probe (on the very metric, for a row of one metric alone), so it is unlike its peers.
     let label = |e: &Value| {
         let params = e["params"].as_str().unwrap_or("");
         let m = format!("{}.{}", e["probe"].as_str().unwrap(), e["metric"].as_str().unwrap());
         if params.is_empty() { m } else { format!("{m} [{params}]") }
     };
-    let changed: Vec<Value> = truth()
+    let higher_is_better = |e: &Value| {
+        fathom_datasets::catalogue::METRICS
+            .iter()
+            .find(|m| m.probe == e["probe"] && m.metric == e["metric"])
+            .is_none_or(|m| m.higher_is_better)
+    };
+    let made_worse: Vec<Value> = truth()
         .into_iter()
         .filter(|e| {
+            let m = e["magnitude"].as_f64().unwrap();
             e["kind"] == "outlier_host"
                 || ((e["kind"] == "step" || e["kind"] == "drift")
-                    && e["magnitude"].as_f64().unwrap().abs() >= 0.05)
+                    && m.abs() >= 0.05
+                    && (m > 0.0) != higher_is_better(e))
         })
         .collect();
     for o in &worse {
-        let explained = changed.iter().any(|e| {
-            e["host"] == o["host"]
-                && e["probe"] == o["probe"]
-                && (o["basis"] == "probe" || label(e) == o["worst_metric"].as_str().unwrap())
+        let explained = made_worse.iter().any(|e| {
+            pair(e) == pair(o) && (o["basis"] == "probe" || label(e) == o["worst_metric"].as_str().unwrap())
         });
-        assert!(explained, "{o} is flagged without a change behind it");
+        assert!(explained, "{o} is flagged without a change for the worse behind it");
+    }
+    // An injected slow main memory (its caches like the peers') is a row of that one metric.
+    for (host, _) in injected.iter().filter(|(_, probe)| probe == "memory.latency") {
+        let row =
+            worse.iter().find(|o| o["host"] == host.as_str() && o["probe"] == "memory.latency").unwrap();
+        assert_eq!(row["basis"], "metric", "{row}");
     }
     // The same dataset gives the same findings.
     assert_eq!(analyze(&["anomalies"]), out);

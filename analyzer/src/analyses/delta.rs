@@ -10,8 +10,9 @@
 //!   detectors' estimate), when there are at least 14; it sets how wide an interval these
 //!   nights can be expected to give, so "no change" is only said when a `min_effect` change
 //!   would have shown. The estimate (the MAD of first differences, which steps and drifts do
-//!   not move) is about 37 % efficient: over 60 runs it is off by 14 % (one standard error),
-//!   enough to call a 6 % change at 3 % noise "no change" now and then; over 180, 8 %.
+//!   not move) is about 37 % efficient: over 60 runs it is off by about 15 % (one standard
+//!   error, 1 / √(2 · 0.37 · n), a little more since neighbouring differences share a night),
+//!   enough to call a 6 % change at 3 % noise "no change" now and then; over 180, about 9 %.
 
 use std::collections::{BTreeMap, BTreeSet};
 

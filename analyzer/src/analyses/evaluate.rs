@@ -204,12 +204,16 @@ pub struct Score {
 pub struct Precision {
     pub true_reports: usize,
     pub false_reports: usize,
+    /// Of the false reports: those nearest a label within [`ATTRIBUTION_NIGHTS`] (a change
+    /// placed too far off, or reported twice), and those near none (false alarms).
+    pub misplaced_reports: usize,
+    pub false_alarms: usize,
     pub precision: Option<f64>,
 }
 
 /// The scores over the labels of at least `min_step` on series at CV ≤ `max_cv`, and over the
 /// reports that belong to them (see the module documentation).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Scoped {
     pub min_step: f64,
     pub max_cv: f64,
@@ -289,9 +293,11 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// Recall, precision and delays over the labels of at least `min_step` (|magnitude|; labels
-    /// without one are left out) on series at CV ≤ `max_cv`, and the reports that belong to
-    /// them: the ones that found them, the wrong ones nearest to them, and the false alarms on
-    /// series at CV ≤ `max_cv`.
+    /// without one are left out, and so are the wrong reports nearest to them) on series at
+    /// CV ≤ `max_cv` (a label of several series: its quietest), and over the reports on series
+    /// at CV ≤ `max_cv` that belong to them: the ones that found them, the wrong ones nearest
+    /// to them (placed too far off, or a second report of a change already found), and the
+    /// false alarms.
     pub fn scoped(&self, min_step: f64, max_cv: f64) -> Scoped {
         let quiet = |cv: Option<f64>| cv.is_some_and(|c| c <= max_cv);
         let inside = |o: &LabelOutcome| {
@@ -299,9 +305,9 @@ impl Evaluation {
         };
         let mine: Vec<bool> = self.outcomes.iter().map(inside).collect();
         let count = |f: &dyn Fn(&Report) -> bool| self.reports.iter().filter(|r| f(r)).count();
-        let true_reports = count(&|r| matches!(r.fate, Fate::Right(l) if mine[l]));
-        let misplaced_reports = count(&|r| matches!(r.fate, Fate::Misplaced(l) if mine[l]));
-        let false_alarms = count(&|r| r.fate == Fate::FalseAlarm && quiet(r.cv));
+        let true_reports = count(&|r| quiet(r.cv) && matches!(r.fate, Fate::Right(l) if mine[l]));
+        let misplaced_reports = count(&|r| quiet(r.cv) && matches!(r.fate, Fate::Misplaced(l) if mine[l]));
+        let false_alarms = count(&|r| quiet(r.cv) && r.fate == Fate::FalseAlarm);
         let labels = mine.iter().filter(|&&m| m).count();
         let found = self.outcomes.iter().zip(&mine).filter(|(o, m)| **m && o.found).count();
         let mut delays: Vec<f64> = self
@@ -339,8 +345,7 @@ pub fn bucket_order(name: &str) -> (usize, usize) {
         let at = name.split(' ').find_map(|part| names.iter().position(|n| *n == part));
         at.unwrap_or(names.len())
     };
-    let noise_names = || NOISE.iter().map(|(_, n)| *n).chain(std::iter::once("cv>5%"));
-    (rank(&mut BUCKETS.iter().map(|(_, n)| *n)), rank(&mut noise_names()))
+    (rank(&mut BUCKETS.iter().map(|(_, n)| *n)), rank(&mut NOISE.iter().map(|(_, n)| *n)))
 }
 
 fn bucket(magnitude: f64) -> &'static str {
@@ -357,7 +362,8 @@ fn share(part: usize, whole: usize) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+/// The `q` quantile of sorted values (the nearest rank); `None` of none.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
 }
 
@@ -416,21 +422,8 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
         quiet_reports: 0,
         quiet_per_1000_series_years: None,
         labels_without_series: 0,
-        headline: Scoped {
-            min_step: HEADLINE_MIN_STEP,
-            max_cv: HEADLINE_MAX_CV,
-            labels: 0,
-            found: 0,
-            recall: None,
-            true_reports: 0,
-            misplaced_reports: 0,
-            false_alarms: 0,
-            precision: None,
-            median_delay: None,
-            p90_delay: None,
-            found_night_by_night: 0,
-            delays: Vec::new(),
-        },
+        // Filled in last, from the outcomes and reports.
+        headline: Scoped::default(),
         outcomes: Vec::new(),
         reports: Vec::new(),
     };
@@ -500,13 +493,20 @@ pub fn evaluate(series: &[NightlySeries], labels: &[Label], opts: &Options) -> E
             } else {
                 eval.false_reports += 1;
                 by_noise.false_reports += 1;
-                mine.iter()
+                let fate = mine
+                    .iter()
                     .copied()
                     .filter(|&l| {
                         labels[l].end.is_none() && days(*r, labels[l].date).abs() <= ATTRIBUTION_NIGHTS
                     })
                     .min_by_key(|&l| days(*r, labels[l].date).abs())
-                    .map_or(Fate::FalseAlarm, Fate::Misplaced)
+                    .map_or(Fate::FalseAlarm, Fate::Misplaced);
+                if fate == Fate::FalseAlarm {
+                    by_noise.false_alarms += 1;
+                } else {
+                    by_noise.misplaced_reports += 1;
+                }
+                fate
             };
             eval.reports.push(Report { cv, fate });
         }
@@ -637,11 +637,15 @@ mod tests {
         assert!((0.0..=4.0).contains(&d), "{d}");
         assert_eq!(e.by_size["20%"].found, 1);
         let by_noise: Vec<&Precision> = e.precision_by_noise.values().collect();
-        assert_eq!(by_noise, [&Precision { true_reports: 1, false_reports: 0, precision: Some(1.0) }]);
+        let right = Precision { true_reports: 1, precision: Some(1.0), ..Precision::default() };
+        assert_eq!(by_noise, [&right]);
         // Labelled elsewhere: the label is missed and the report is false.
         let e = evaluate(std::slice::from_ref(&s), &[label(20, -0.05)], &Options::default());
         assert_eq!((e.overall.found, e.false_reports, e.precision), (0, 1, Some(0.0)));
-        assert!(e.precision_by_noise.values().all(|p| p.false_reports == 1 && p.precision == Some(0.0)));
+        // 20 nights off: nearest that label, within 30 nights.
+        assert!(e.precision_by_noise.values().all(|p| {
+            (p.false_reports, p.misplaced_reports, p.false_alarms, p.precision) == (1, 1, 0, Some(0.0))
+        }));
         assert!(e.false_per_1000_series_years.unwrap() > 1000.0);
         // Inside a neutral zone the report counts neither way.
         let zone = Label { end: Some(day(45)), ..label(35, -0.2) };
@@ -669,7 +673,7 @@ mod tests {
         let h = run(&[label(41, -0.2)]).headline;
         assert_eq!((h.labels, h.found, h.true_reports, h.precision), (1, 1, 1, Some(1.0)));
         assert!((0.0..=4.0).contains(&h.median_delay.unwrap()));
-        // A small change 11 nights off: the report is its, placed too far off, and outside the
+        // A small change 10 nights off: the report is its, placed too far off, and outside the
         // headline's scope; a wider scope sees it.
         let e = run(&[label(30, -0.03)]);
         assert_eq!((e.false_reports, e.precision), (1, Some(0.0)));

@@ -18,7 +18,9 @@
 //! 5. **One metric alone** is enough when it is far out: |z| ≥ `METRIC_Z_LIMIT` (8) and a gap of
 //!    at least `METRIC_MIN_GAP` (15 %). A probe's metrics can measure different parts of the
 //!    machine (main memory and three cache levels), and a host with 40 % slower main memory is
-//!    slow though its caches match. Such a row has basis `metric` and its own z and gap.
+//!    slow though its caches match. Such a row has basis `metric` and its own z and gap; the
+//!    metric named is the furthest out among those that qualify, so a tight metric slightly
+//!    off (a large z, a small gap) does not hide one far off.
 //!
 //! Scores rather than clusters: with tens of hosts per class and a known grouping, a robust score
 //! per metric says which figure is off and by how much, where a clustering (k-means, DBSCAN over
@@ -183,20 +185,16 @@ pub fn fleet_outliers(series: &[NightlySeries], class_of: &BTreeMap<String, Stri
         let score = finite_median(&scored.iter().map(|s| s.0).collect::<Vec<_>>()).unwrap_or(0.0);
         let gap = finite_median(&scored.iter().map(|s| s.1).collect::<Vec<_>>()).unwrap_or(0.0);
         let probe_wide = score.abs() >= Z_LIMIT && gap.abs() >= MIN_GAP;
-        // The metric furthest out on the probe's side, or on either side when the probe as a
-        // whole is not out.
-        let side = if probe_wide { score.signum() } else { 0.0 };
-        let worst = scored
+        // The metric furthest out: on the probe's side when the probe as a whole is out, else
+        // among the metrics far enough out on their own (a 12 % gap on a tight metric can
+        // have the larger z and still not qualify, while a 20 % one does).
+        let candidates = scored
             .iter()
-            .max_by(|a, b| {
-                let far = |x: f64| if side == 0.0 { x.abs() } else { x * side };
-                far(a.0).total_cmp(&far(b.0))
-            })
-            .expect("a scored host has metrics");
-        let alone = worst.0.abs() >= METRIC_Z_LIMIT && worst.1.abs() >= METRIC_MIN_GAP;
-        if !probe_wide && !alone {
+            .filter(|s| probe_wide || (s.0.abs() >= METRIC_Z_LIMIT && s.1.abs() >= METRIC_MIN_GAP));
+        let far = |x: f64| if probe_wide { x * score.signum() } else { x.abs() };
+        let Some(worst) = candidates.max_by(|a, b| far(a.0).total_cmp(&far(b.0))) else {
             continue;
-        }
+        };
         let basis = if probe_wide { Basis::Probe } else { Basis::Metric };
         let direction = if probe_wide { score } else { worst.0 };
         let recent = last_finite(&worst.2.clean_values(), RECENT_RUNS);
@@ -293,6 +291,31 @@ mod tests {
         assert!(o.worst_metric.contains("latency") && o.what().ends_with("(one metric)"));
         // 10 % slower on one metric out of five is not enough on its own.
         assert!(build(1.1).is_empty());
+    }
+
+    #[test]
+    fn a_tight_metric_near_the_limit_does_not_mask_one_far_out() {
+        // mem-04: L1 latency 12 % up on identical peers (z ≈ −11, but a gap of 11 %, short of
+        // 15 %), main-memory latency 50 % up on peers spread ±4 % (z ≈ −10, a gap of 36 %).
+        let mut series = Vec::new();
+        let mut class_of = BTreeMap::new();
+        for h in 0..12 {
+            let host = format!("mem-{h:02}");
+            let spread = 1.0 + 0.04 * ((h % 5) as f64 - 2.0) / 2.0;
+            let (l1, main) = if h == 4 { (1.12, 1.5) } else { (1.0, 1.0) };
+            series.push(host_series(&host, "latency_l1", 1.2 * l1, false));
+            series.push(host_series(&host, "latency", 90.0 * spread * main, false));
+            for m in ["latency_l2", "latency_llc", "latency_ws"] {
+                series.push(host_series(&host, m, 10.0, false));
+            }
+            class_of.insert(host, "icelake".to_string());
+        }
+        let found = fleet_outliers(&series, &class_of);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let o = &found[0];
+        assert_eq!((o.host.as_str(), o.basis), ("mem-04", Basis::Metric));
+        assert!(o.worst_metric.ends_with(".latency"), "{}", o.worst_metric);
+        assert!(o.worst_score <= -METRIC_Z_LIMIT && o.worst_gap <= -METRIC_MIN_GAP, "{o:?}");
     }
 
     #[test]

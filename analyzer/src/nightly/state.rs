@@ -288,6 +288,26 @@ mod tests {
     }
 
     #[test]
+    fn points_written_by_polars_are_still_read() {
+        // How states were written before the points went through arrow-rs.
+        let mut df = df!(
+            "series_id" => [0u32, 0, 1],
+            "started_at" => [10i64, 20, 30],
+            "value" => [1.5f64, f64::NAN, 7.0],
+            "disturbed" => [false, true, false],
+        )
+        .unwrap();
+        let bytes = Bytes::from(encode(&mut df).unwrap());
+        let mut back = vec![series(&[], &[]), series(&[], &[])];
+        decode_points(bytes, &mut back, POINT_BATCH).unwrap();
+        assert_eq!(
+            (&back[0].at, &back[0].disturbed, &back[1].at),
+            (&vec![10, 20], &vec![false, true], &vec![30])
+        );
+        assert!(back[0].values[0] == 1.5 && back[0].values[1].is_nan() && back[1].values == [7.0]);
+    }
+
+    #[test]
     fn state_round_trips() {
         let mut a = series(&[1.0, f64::NAN, 3.0], &[2]);
         a.key.host = "a".into();

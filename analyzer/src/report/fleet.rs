@@ -327,7 +327,7 @@ pub fn evaluation(e: &Evaluation) -> String {
     let h = &e.headline;
     let _ = writeln!(
         out,
-        "steps of {:.0} % or more on series at CV ≤ {:.0} %: recall {} ({} of {}), precision {} ({} right, {} placed more than {} nights off, {} false alarms), median delay {} nights, 90th percentile {}",
+        "steps of {:.0} % or more on series at CV ≤ {:.0} %: recall {} ({} of {}), precision {} ({} right, {} nearest such a change but more than {} nights off or a second report of it, {} false alarms), median delay {} nights, 90th percentile {}",
         100.0 * h.min_step,
         100.0 * h.max_cv,
         ratio(h.recall),
