@@ -57,6 +57,35 @@ fn the_detector_finds_the_injected_changes_and_raises_no_false_alarms_on_quiet_s
     }
     assert!(e["by_size"][">30%"]["median_delay"].as_f64().unwrap() <= 5.0, "{e}");
     assert!(e["precision"].as_f64().unwrap() >= 0.8, "{e}");
+    // The headline's scope is the user's: steps of 15 % or more at CV ≤ 5 % are exactly the
+    // "20%" and ">30%" cells at the three noise levels up to 5 %.
+    let wide = analyze(&[
+        "evaluate",
+        "--labels",
+        labels.to_str().unwrap(),
+        "--headline-step",
+        "0.15",
+        "--headline-cv",
+        "0.05",
+    ]);
+    let h = &wide["evaluation"]["headline"];
+    let cells = &wide["evaluation"]["by_size_and_noise"];
+    let (mut cell_labels, mut cell_found) = (0, 0);
+    for size in ["20%", ">30%"] {
+        for noise in ["cv≤1%", "cv≤2%", "cv≤5%"] {
+            if let Some(c) = cells.get(format!("{size} {noise}")) {
+                cell_labels += c["labels"].as_u64().unwrap();
+                cell_found += c["found"].as_u64().unwrap();
+            }
+        }
+    }
+    assert!(cell_labels > 0 && h["min_step"] == 0.15 && h["max_cv"] == 0.05, "{h}");
+    assert_eq!(
+        (h["labels"].as_u64().unwrap(), h["found"].as_u64().unwrap()),
+        (cell_labels, cell_found),
+        "{h}"
+    );
+    assert_ne!(h["labels"], e["headline"]["labels"], "the default scope is another");
     // Series without any event: at most one report in over a thousand series-years.
     assert!(e["quiet_series_years"].as_f64().unwrap() > 1000.0, "{e}");
     assert!(e["quiet_reports"].as_u64().unwrap() <= 1, "{e}");
@@ -206,4 +235,8 @@ fn bad_input_is_refused_with_a_message_that_says_what_to_fix() {
     let labels = dir.path().join("labels.csv");
     std::fs::write(&labels, "host,metric,date\ndb-01,storage.rand4k.read_iops,yesterday\n").unwrap();
     fails(&["evaluate", "--labels", labels.to_str().unwrap()], "labels.csv: line 2: date");
+    fails(
+        &["evaluate", "--labels", labels.to_str().unwrap(), "--headline-cv", "2"],
+        "not a share between 0 and 1",
+    );
 }

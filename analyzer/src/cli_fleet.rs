@@ -249,11 +249,13 @@ pub fn evaluate_command(
     runtime: &tokio::runtime::Runtime,
     scope: Scope,
     labels_path: &str,
+    (headline_step, headline_cv): (f64, f64),
 ) -> Result<ExitCode> {
     let text = std::fs::read_to_string(labels_path).with_context(|| format!("reading {labels_path}"))?;
     let labels = parse_labels(&text, labels_path)?;
     let loaded = load(runtime, &scope)?;
-    let e = evaluate(&loaded.series, &labels, &Options::default());
+    let mut e = evaluate(&loaded.series, &labels, &Options::default());
+    e.headline = e.scoped(headline_step, headline_cv);
     if scope.window.format() == Format::Json {
         return print_json(&envelope(
             &scope,

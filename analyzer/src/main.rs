@@ -11,6 +11,7 @@ use fathom_analyzer::analyses::compare::{
     CompareReport, DEFAULT_LAST_RUNS, Side, Weights, hosts_of, overlap, side_stats,
 };
 use fathom_analyzer::analyses::delta_stats::DeltaOptions;
+use fathom_analyzer::analyses::evaluate::{HEADLINE_MAX_CV, HEADLINE_MIN_STEP};
 use fathom_analyzer::analyses::forecast::Limit;
 use fathom_analyzer::analyses::rank::rank;
 use fathom_analyzer::analyses::summary::{SummaryRow, summarize};
@@ -236,7 +237,8 @@ enum Command {
     /// JSON (an array of such objects, or a synthetic fleet's ground_truth.json). Prints
     /// precision and recall looking back (a report within 3 nights of a label finds it), the
     /// delay night by night, and false alarms per 1,000 series-years, by step size where the
-    /// labels give magnitudes.
+    /// labels give magnitudes, and a headline over the changes you judge the detector by
+    /// (`--headline-step`, `--headline-cv`).
     ///
     /// Example: fathom-analyzer evaluate --dataset /tmp/fleet --labels /tmp/fleet/ground_truth.json
     Evaluate {
@@ -245,6 +247,12 @@ enum Command {
         /// The labels file.
         #[arg(long)]
         labels: String,
+        /// The headline's scope: labelled changes of at least this size (0.05 = 5 %) …
+        #[arg(long, default_value_t = HEADLINE_MIN_STEP, value_parser = fraction)]
+        headline_step: f64,
+        /// … on series at most this noisy (robust CV, 0.02 = 2 %).
+        #[arg(long, default_value_t = HEADLINE_MAX_CV, value_parser = fraction)]
+        headline_cv: f64,
     },
     /// Find level shifts in one series of your own: the detector the nightly analyses use, with
     /// its defaults, on a CSV (`value` or `time,value`, a header optional) or a JSON array (of
@@ -265,6 +273,14 @@ enum Command {
         #[arg(long)]
         min_magnitude: Option<f64>,
     },
+}
+
+/// A share such as 0.05: finite, above 0 and below 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.05 = 5 %)")),
+    }
 }
 
 fn parse_limit(text: &str) -> Result<Limit, String> {
@@ -365,7 +381,9 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Anomalies { scope, ongoing } => cli_fleet::anomalies_command(&runtime, scope, ongoing),
         Command::Stability(scope) => cli_fleet::stability_command(&runtime, scope),
-        Command::Evaluate { scope, labels } => cli_fleet::evaluate_command(&runtime, scope, &labels),
+        Command::Evaluate { scope, labels, headline_step, headline_cv } => {
+            cli_fleet::evaluate_command(&runtime, scope, &labels, (headline_step, headline_cv))
+        }
         Command::Forecast { scope, limits, limits_file } => {
             cli_fleet::forecast_command(&runtime, scope, limits, limits_file)
         }
