@@ -202,6 +202,34 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     assert_eq!((after["mode"].as_str(), after["partitions_read"].as_u64()), (Some("incremental"), Some(5)));
     assert_eq!(state_dates(&fleet), [format!("date={night}"), format!("date={}", later + Days::new(1))]);
 
+    // A damaged state costs a full recompute with a warning, not the night: its findings are
+    // a full recompute's, and the digest names the file.
+    let points = fleet.join(format!("analysis/state/date={}/points.parquet", later + Days::new(1)));
+    let bytes = std::fs::read(&points).unwrap();
+    std::fs::write(&points, &bytes[..bytes.len() / 2]).unwrap();
+    let next = (later + Days::new(2)).to_string();
+    let out =
+        run(bin("fathom-analyzer").args(["nightly", "--json", "--night", &next, "--dataset"]).arg(&fleet));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is unreadable") && stderr(&out).contains("recomputing in full"),
+        "{}",
+        stderr(&out)
+    );
+    let recovered = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(recovered["mode"], "full", "{recovered}");
+    let named = recovered["skipped_files"].as_array().unwrap();
+    assert!(
+        named.iter().any(|f| f["path"].as_str().unwrap().contains("analysis/state/date=")),
+        "{recovered}"
+    );
+    let full_again = nightly(&fleet, later + Days::new(2), &["--full", "--dry-run"]);
+    let strip_skipped = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("skipped_files");
+        strip(v)
+    };
+    assert_eq!(strip_skipped(recovered), strip_skipped(full_again));
+
     // After the fleet's last night every host goes silent; a month on, it is retired and its
     // series leave the analyses.
     let end = NaiveDate::parse_from_str(END, "%Y-%m-%d").unwrap();

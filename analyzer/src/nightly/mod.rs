@@ -41,6 +41,7 @@ use crate::analyses::outliers::{class_of, fleet_outliers};
 use crate::analyses::stability::{Stability, stability_of};
 use crate::analyses::trends::{Trend, regime_start_after, trend_since};
 use crate::history::{HistoryError, load_into, run_counts};
+use crate::load::SkippedFile;
 use crate::series::{NightlySeries, midnight_micros};
 use digest::{Digest, Findings};
 use state::{HostMap, HostState, STATE_FILES, SeriesMap, State};
@@ -228,6 +229,25 @@ fn merge_hosts(hosts: &mut HostMap, runs: &[crate::runs::RunInfo]) {
     }
 }
 
+/// The state a finished night kept, or the first of its files that cannot be read, and why.
+fn read_state(
+    runtime: &tokio::runtime::Runtime,
+    dataset: &Dataset,
+    night: NaiveDate,
+) -> Result<State, SkippedFile> {
+    let mut bytes = Vec::with_capacity(STATE_FILES.len());
+    for file in STATE_FILES {
+        let path = location("state", night, file);
+        match runtime.block_on(dataset.get(&dataset.child(&path))) {
+            Ok(b) => bytes.push(b),
+            Err(e) => return Err(SkippedFile { path, reason: e.to_string() }),
+        }
+    }
+    let files = [&bytes[0], &bytes[1], &bytes[2], &bytes[3]];
+    state::decode_state(files)
+        .map_err(|e| SkippedFile { path: location("state", night, "*.parquet"), reason: e.to_string() })
+}
+
 pub fn run(
     runtime: &tokio::runtime::Runtime,
     dataset: &Dataset,
@@ -249,15 +269,23 @@ pub fn run(
     let window_micros = midnight_micros(window);
     let counts = run_counts(runtime, dataset, DateRange { since: Some(window), until: Some(night) })?;
     let previous = if opts.full { None } else { runtime.block_on(usable_state_before(dataset, night))? };
-    let (mut series, mut hosts, since) = match previous {
-        Some(p) => {
-            let mut bytes = Vec::with_capacity(STATE_FILES.len());
-            for file in STATE_FILES {
-                bytes.push(runtime.block_on(dataset.get(&dataset.child(&location("state", p, file))))?);
-            }
-            let files = [&bytes[0], &bytes[1], &bytes[2], &bytes[3]];
-            let State { mut series, hosts, partitions } =
-                state::decode_state(files).map_err(polars(format!("reading the state of {p}")))?;
+    // An unreadable state (a file lost or damaged) costs one full recompute, not the night.
+    let mut unreadable = Vec::new();
+    let restored = previous.and_then(|p| match read_state(runtime, dataset, p) {
+        Ok(state) => Some((p, state)),
+        Err(skipped) => {
+            tracing::warn!(
+                "the state of {p} is unreadable ({}: {}): recomputing in full",
+                skipped.path,
+                skipped.reason
+            );
+            unreadable.push(skipped);
+            None
+        }
+    });
+    let mode = if restored.is_some() { "incremental" } else { "full" };
+    let (mut series, mut hosts, since) = match restored {
+        Some((p, State { mut series, hosts, partitions })) => {
             let since = reread_from(p, window, &partitions, &counts);
             let cut = midnight_micros(since);
             for s in series.values_mut() {
@@ -307,7 +335,6 @@ pub fn run(
     let outliers = fleet_outliers(&list, &classes);
 
     tracing::info!("analysed, {:.1?}", clock.elapsed());
-    let mode = if previous.is_some() { "incremental" } else { "full" };
     let findings = Findings {
         changes: &changes,
         trends: &trends,
@@ -324,7 +351,7 @@ pub fn run(
         dataset.url().to_string(),
         loaded.dates.len(),
         opts.recent,
-        loaded.skipped,
+        unreadable.into_iter().chain(loaded.skipped).collect(),
     );
     let mut written = Vec::new();
     if !opts.dry_run {
