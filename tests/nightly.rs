@@ -202,33 +202,36 @@ fn incremental_nights_agree_with_a_full_recompute_and_group_incidents() {
     assert_eq!((after["mode"].as_str(), after["partitions_read"].as_u64()), (Some("incremental"), Some(5)));
     assert_eq!(state_dates(&fleet), [format!("date={night}"), format!("date={}", later + Days::new(1))]);
 
-    // A damaged state costs a full recompute with a warning, not the night: its findings are
-    // a full recompute's, and the digest names the file.
-    let points = fleet.join(format!("analysis/state/date={}/points.parquet", later + Days::new(1)));
-    let bytes = std::fs::read(&points).unwrap();
-    std::fs::write(&points, &bytes[..bytes.len() / 2]).unwrap();
-    let next = (later + Days::new(2)).to_string();
-    let out =
-        run(bin("fathom-analyzer").args(["nightly", "--json", "--night", &next, "--dataset"]).arg(&fleet));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("is unreadable") && stderr(&out).contains("recomputing in full"),
-        "{}",
-        stderr(&out)
-    );
-    let recovered = json(&String::from_utf8(out.stdout).unwrap());
-    assert_eq!(recovered["mode"], "full", "{recovered}");
-    let named = recovered["skipped_files"].as_array().unwrap();
-    assert!(
-        named.iter().any(|f| f["path"].as_str().unwrap().contains("analysis/state/date=")),
-        "{recovered}"
-    );
-    let full_again = nightly(&fleet, later + Days::new(2), &["--full", "--dry-run"]);
+    // A damaged state is a warning, not a failed night: the night starts from the older state
+    // kept, or in full when that one is gone too, with a full recompute's findings and the
+    // digest naming what it could not read.
     let strip_skipped = |mut v: Value| {
         v.as_object_mut().unwrap().remove("skipped_files");
         strip(v)
     };
-    assert_eq!(strip_skipped(recovered), strip_skipped(full_again));
+    let recover = |night: NaiveDate| {
+        let out = run(bin("fathom-analyzer")
+            .args(["nightly", "--json", "--dry-run", "--night", &night.to_string(), "--dataset"])
+            .arg(&fleet));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("is unreadable"), "{}", stderr(&out));
+        let digest = json(&String::from_utf8(out.stdout).unwrap());
+        let full = nightly(&fleet, night, &["--full", "--dry-run"]);
+        assert_eq!(strip_skipped(digest.clone()), strip_skipped(full));
+        digest
+    };
+    let newest = fleet.join(format!("analysis/state/date={}/points.parquet", later + Days::new(1)));
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let next = later + Days::new(2);
+    let d = recover(next);
+    assert_eq!(d["mode"], "incremental", "from the older state: {d}");
+    let named: Vec<&str> =
+        d["skipped_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(named, [format!("analysis/state/date={}/*.parquet", later + Days::new(1))], "{d}");
+    std::fs::remove_file(fleet.join(format!("analysis/state/date={night}/hosts.parquet"))).unwrap();
+    let d = recover(next);
+    assert_eq!((d["mode"].as_str(), d["skipped_files"].as_array().unwrap().len()), (Some("full"), 2), "{d}");
 
     // After the fleet's last night every host goes silent; a month on, it is retired and its
     // series leave the analyses.

@@ -247,8 +247,8 @@ enum Command {
         /// The labels file.
         #[arg(long)]
         labels: String,
-        /// The headline's scope: labelled changes of at least this size (0.05 = 5 %) …
-        #[arg(long, default_value_t = HEADLINE_MIN_STEP, value_parser = fraction)]
+        /// The headline's scope: labelled changes of at least this size (0.05 = 5 %; 0: all) …
+        #[arg(long, default_value_t = HEADLINE_MIN_STEP, value_parser = step_share)]
         headline_step: f64,
         /// … on series at most this noisy (robust CV, 0.02 = 2 %).
         #[arg(long, default_value_t = HEADLINE_MAX_CV, value_parser = fraction)]
@@ -275,11 +275,19 @@ enum Command {
     },
 }
 
-/// A share such as 0.05: finite, above 0 and below 1.
+/// A share such as 0.05: above 0 and below 1.
 fn fraction(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
         _ => Err(format!("{text:?} is not a share between 0 and 1 (0.05 = 5 %)")),
+    }
+}
+
+/// A step size such as 0.05, from 0 (every step) to below 1.
+fn step_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a step size from 0 to below 1 (0.05 = 5 %)")),
     }
 }
 

@@ -283,7 +283,8 @@ pub struct Evaluation {
     pub quiet_per_1000_series_years: Option<f64>,
     /// Labels whose series is not in the dataset (another window, a typo).
     pub labels_without_series: usize,
-    /// [`Evaluation::scoped`] at [`HEADLINE_MIN_STEP`] and [`HEADLINE_MAX_CV`].
+    /// [`Evaluation::scoped`], by default at [`HEADLINE_MIN_STEP`] and [`HEADLINE_MAX_CV`]
+    /// (`evaluate --headline-step/--headline-cv` set another scope).
     pub headline: Scoped,
     #[serde(skip)]
     outcomes: Vec<LabelOutcome>,
@@ -294,10 +295,11 @@ pub struct Evaluation {
 impl Evaluation {
     /// Recall, precision and delays over the labels of at least `min_step` (|magnitude|; labels
     /// without one are left out, and so are the wrong reports nearest to them) on series at
-    /// CV ≤ `max_cv` (a label of several series: its quietest), and over the reports on series
-    /// at CV ≤ `max_cv` that belong to them: the ones that found them, the wrong ones nearest
-    /// to them (placed too far off, or a second report of a change already found), and the
-    /// false alarms.
+    /// CV ≤ `max_cv`, and over the reports that belong to them: the ones that found them and
+    /// the wrong ones nearest to them (placed too far off, or a second report of a change
+    /// already found), plus the false alarms on series at CV ≤ `max_cv`. A label without
+    /// params names several series: it is in the scope by its quietest, found when any of them
+    /// reports it, and every report of it counts, as in the overall scores.
     pub fn scoped(&self, min_step: f64, max_cv: f64) -> Scoped {
         let quiet = |cv: Option<f64>| cv.is_some_and(|c| c <= max_cv);
         let inside = |o: &LabelOutcome| {
@@ -305,8 +307,8 @@ impl Evaluation {
         };
         let mine: Vec<bool> = self.outcomes.iter().map(inside).collect();
         let count = |f: &dyn Fn(&Report) -> bool| self.reports.iter().filter(|r| f(r)).count();
-        let true_reports = count(&|r| quiet(r.cv) && matches!(r.fate, Fate::Right(l) if mine[l]));
-        let misplaced_reports = count(&|r| quiet(r.cv) && matches!(r.fate, Fate::Misplaced(l) if mine[l]));
+        let true_reports = count(&|r| matches!(r.fate, Fate::Right(l) if mine[l]));
+        let misplaced_reports = count(&|r| matches!(r.fate, Fate::Misplaced(l) if mine[l]));
         let false_alarms = count(&|r| quiet(r.cv) && r.fate == Fate::FalseAlarm);
         let labels = mine.iter().filter(|&&m| m).count();
         let found = self.outcomes.iter().zip(&mine).filter(|(o, m)| **m && o.found).count();
@@ -684,13 +686,38 @@ mod tests {
         );
         let wide = e.scoped(0.01, 1.0);
         assert_eq!((wide.labels, wide.misplaced_reports, wide.precision), (1, 1, Some(0.0)));
-        // A large change 11 nights off: misplaced, in the scope.
+        // A large change 10 nights off: misplaced, in the scope.
         let h = run(&[label(30, -0.2)]).headline;
         assert_eq!((h.labels, h.found, h.misplaced_reports, h.false_alarms), (1, 0, 1, 0));
         // 35 nights from the only label: a false alarm, which every scope of its noise counts.
         let e = run(&[label(5, -0.03)]);
         assert_eq!((e.headline.labels, e.headline.false_alarms, e.headline.precision), (0, 1, Some(0.0)));
         assert_eq!(e.scoped(0.05, 0.001).false_alarms, 0, "a scope of quieter series");
+    }
+
+    #[test]
+    fn a_label_of_several_series_is_scoped_by_its_quietest() {
+        // The same 20 % step on a quiet series and on one at about 4 % noise; a label without
+        // params names both.
+        let quiet = stepped_series();
+        let mut noisy = stepped_series();
+        noisy.key.params = "qd=32".into();
+        for (i, v) in noisy.values.iter_mut().enumerate() {
+            *v *= 1.0 + 0.04 * [0.9, -1.1, 0.4, -0.6, 1.2, -0.3, 0.7, -1.0, 0.2][i % 9];
+        }
+        assert!(
+            noise_cv(&noisy.clean_values()).unwrap() > 0.02
+                && noise_cv(&quiet.clean_values()).unwrap() < 0.02
+        );
+        let e = evaluate(&[quiet, noisy], &[label(41, -0.2)], &Options::default());
+        assert_eq!((e.overall.labels, e.overall.found), (1, 1));
+        let reports = e.true_reports;
+        assert_eq!(reports, 2, "both series report the step: {e:?}");
+        let h = e.scoped(0.05, 0.02);
+        assert_eq!((h.labels, h.found, h.true_reports), (1, 1, reports), "{h:?}");
+        // A scope quieter than either series holds neither the label nor its reports.
+        let none = e.scoped(0.05, 0.001);
+        assert_eq!((none.labels, none.true_reports, none.precision), (0, 0, None));
     }
 
     #[test]

@@ -191,8 +191,12 @@ pub fn fleet_outliers(series: &[NightlySeries], class_of: &BTreeMap<String, Stri
         let candidates = scored
             .iter()
             .filter(|s| probe_wide || (s.0.abs() >= METRIC_Z_LIMIT && s.1.abs() >= METRIC_MIN_GAP));
-        let far = |x: f64| if probe_wide { x * score.signum() } else { x.abs() };
-        let Some(worst) = candidates.max_by(|a, b| far(a.0).total_cmp(&far(b.0))) else {
+        // One row a host and probe: on its own, a metric far worse goes before one far better.
+        let far = |x: f64| if probe_wide { (true, x * score.signum()) } else { (x < 0.0, x.abs()) };
+        let Some(worst) = candidates.max_by(|a, b| {
+            let ((wa, xa), (wb, xb)) = (far(a.0), far(b.0));
+            wa.cmp(&wb).then(xa.total_cmp(&xb))
+        }) else {
             continue;
         };
         let basis = if probe_wide { Basis::Probe } else { Basis::Metric };

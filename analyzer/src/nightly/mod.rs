@@ -229,23 +229,77 @@ fn merge_hosts(hosts: &mut HostMap, runs: &[crate::runs::RunInfo]) {
     }
 }
 
-/// The state a finished night kept, or the first of its files that cannot be read, and why.
+/// The state a finished night kept; `Ok(Err(…))` when it is damaged or a file has gone (what
+/// and why). Other store errors (a store that is down, refused credentials) fail the night
+/// rather than cost a full recompute.
 fn read_state(
     runtime: &tokio::runtime::Runtime,
     dataset: &Dataset,
     night: NaiveDate,
-) -> Result<State, SkippedFile> {
+) -> Result<Result<State, SkippedFile>, StoreError> {
     let mut bytes = Vec::with_capacity(STATE_FILES.len());
     for file in STATE_FILES {
         let path = location("state", night, file);
         match runtime.block_on(dataset.get(&dataset.child(&path))) {
             Ok(b) => bytes.push(b),
-            Err(e) => return Err(SkippedFile { path, reason: e.to_string() }),
+            Err(StoreError::Object { cause: object_store::Error::NotFound { .. }, .. }) => {
+                return Ok(Err(SkippedFile { path, reason: "the file is missing".into() }));
+            }
+            Err(e) => return Err(e),
         }
     }
     let files = [&bytes[0], &bytes[1], &bytes[2], &bytes[3]];
-    state::decode_state(files)
-        .map_err(|e| SkippedFile { path: location("state", night, "*.parquet"), reason: e.to_string() })
+    Ok(state::decode_state(files)
+        .map_err(|e| SkippedFile { path: location("state", night, "*.parquet"), reason: e.to_string() }))
+}
+
+/// The files each night's kept state has, by night (one listing).
+async fn state_inventory(dataset: &Dataset) -> Result<BTreeMap<NaiveDate, usize>, StoreError> {
+    let mut present = BTreeMap::new();
+    for m in dataset.list_objects(&format!("{ANALYSIS_DIR}/state")).await? {
+        let known = m.location.filename().is_some_and(|f| STATE_FILES.contains(&f));
+        if let (Some(d), true) = (partition_date(&m.location), known) {
+            *present.entry(d).or_insert(0) += 1;
+        }
+    }
+    Ok(present)
+}
+
+/// The newest finished night's state before `night` that can be read, and the kept ones that
+/// could not (damaged, or a file gone), newest first: each is a warning, and the night starts
+/// from an older state, or in full, rather than fail.
+fn restore_state(
+    runtime: &tokio::runtime::Runtime,
+    dataset: &Dataset,
+    night: NaiveDate,
+) -> Result<(Option<(NaiveDate, State)>, Vec<SkippedFile>), StoreError> {
+    let present = runtime.block_on(state_inventory(dataset))?;
+    let mut unreadable = Vec::new();
+    for d in runtime.block_on(finished_nights(dataset))?.into_iter().rev().filter(|d| *d < night) {
+        // No file at all: pruned, as every state but the newest two is.
+        let Some(&files) = present.get(&d) else { continue };
+        let attempt = if files < STATE_FILES.len() {
+            let missing = STATE_FILES.len() - files;
+            Err(SkippedFile {
+                path: location("state", d, ""),
+                reason: format!("{missing} of its {} files are missing", STATE_FILES.len()),
+            })
+        } else {
+            read_state(runtime, dataset, d)?
+        };
+        match attempt {
+            Ok(state) => return Ok((Some((d, state)), unreadable)),
+            Err(skipped) => {
+                tracing::warn!(
+                    "the state of {d} is unreadable ({}: {}): starting from an older one, or in full",
+                    skipped.path,
+                    skipped.reason
+                );
+                unreadable.push(skipped);
+            }
+        }
+    }
+    Ok((None, unreadable))
 }
 
 pub fn run(
@@ -268,21 +322,9 @@ pub fn run(
     let window = night - Days::new(HISTORY_NIGHTS - 1);
     let window_micros = midnight_micros(window);
     let counts = run_counts(runtime, dataset, DateRange { since: Some(window), until: Some(night) })?;
-    let previous = if opts.full { None } else { runtime.block_on(usable_state_before(dataset, night))? };
-    // An unreadable state (a file lost or damaged) costs one full recompute, not the night.
-    let mut unreadable = Vec::new();
-    let restored = previous.and_then(|p| match read_state(runtime, dataset, p) {
-        Ok(state) => Some((p, state)),
-        Err(skipped) => {
-            tracing::warn!(
-                "the state of {p} is unreadable ({}: {}): recomputing in full",
-                skipped.path,
-                skipped.reason
-            );
-            unreadable.push(skipped);
-            None
-        }
-    });
+    let (restored, unreadable) =
+        if opts.full { (None, Vec::new()) } else { restore_state(runtime, dataset, night)? };
+    let previous = restored.as_ref().map(|(p, _)| *p);
     let mode = if restored.is_some() { "incremental" } else { "full" };
     let (mut series, mut hosts, since) = match restored {
         Some((p, State { mut series, hosts, partitions })) => {

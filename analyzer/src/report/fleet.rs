@@ -285,6 +285,12 @@ pub fn deltas(rollups: &[MetricRollup], hosts: &[HostDelta], all: bool) -> Strin
     out
 }
 
+/// A share as a percentage with at most one decimal: 0.05 → "5", 0.015 → "1.5".
+fn share_text(x: f64) -> String {
+    let text = format!("{:.1}", 100.0 * x);
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+}
+
 /// `evaluate`: precision, recall, delays and false alarms, then recall by size and noise.
 pub fn evaluation(e: &Evaluation) -> String {
     use std::fmt::Write;
@@ -327,9 +333,9 @@ pub fn evaluation(e: &Evaluation) -> String {
     let h = &e.headline;
     let _ = writeln!(
         out,
-        "steps of {:.0} % or more on series at CV ≤ {:.0} %: recall {} ({} of {}), precision {} ({} right, {} nearest such a change but more than {} nights off or a second report of it, {} false alarms), median delay {} nights, 90th percentile {}",
-        100.0 * h.min_step,
-        100.0 * h.max_cv,
+        "steps of {} % or more on series at CV ≤ {} %: recall {} ({} of {}), precision {} ({} right, {} nearest such a change but more than {} nights off or a second report of it, {} false alarms), median delay {} nights, 90th percentile {}",
+        share_text(h.min_step),
+        share_text(h.max_cv),
         ratio(h.recall),
         h.found,
         h.labels,
