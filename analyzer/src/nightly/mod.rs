@@ -265,6 +265,10 @@ async fn state_inventory(dataset: &Dataset) -> Result<BTreeMap<NaiveDate, usize>
     Ok(present)
 }
 
+/// The state a night starts from (the night it was kept for, and it), and the kept states that
+/// could not be read.
+type Restored = (Option<(NaiveDate, State)>, Vec<SkippedFile>);
+
 /// The newest finished night's state before `night` that can be read, and the kept ones that
 /// could not (damaged, or a file gone), newest first: each is a warning, and the night starts
 /// from an older state, or in full, rather than fail.
@@ -272,7 +276,7 @@ fn restore_state(
     runtime: &tokio::runtime::Runtime,
     dataset: &Dataset,
     night: NaiveDate,
-) -> Result<(Option<(NaiveDate, State)>, Vec<SkippedFile>), StoreError> {
+) -> Result<Restored, StoreError> {
     let present = runtime.block_on(state_inventory(dataset))?;
     let mut unreadable = Vec::new();
     for d in runtime.block_on(finished_nights(dataset))?.into_iter().rev().filter(|d| *d < night) {
