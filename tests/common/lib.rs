@@ -43,6 +43,52 @@ fn newest_source(binary: &str) -> std::time::SystemTime {
     newest
 }
 
+/// The sources cargo compiled a binary from, from the dep-info file it writes beside it
+/// (`NAME.d`): exactly the files that went in, so a unit-test file edited alone (compiled only
+/// into the test harness) does not make the binary stale. Paths with spaces are escaped (`\ `).
+fn compiled_sources(binary: &Path) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, deps) = text.lines().next()?.split_once(": ")?;
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                current.push(' ');
+                chars.next();
+            }
+            ' ' => paths.extend((!current.is_empty()).then(|| PathBuf::from(std::mem::take(&mut current)))),
+            _ => current.push(c),
+        }
+    }
+    paths.extend((!current.is_empty()).then(|| PathBuf::from(current)));
+    Some(paths)
+}
+
+/// Why a binary cannot be tested as this checkout's, if it cannot: built from another checkout
+/// (a target folder shared by several clones), or older than a source it was compiled from.
+/// Without a dep-info file, every file of its crate's and the contract's sources counts.
+fn stale(binary: &Path, name: &str, built: std::time::SystemTime) -> Option<String> {
+    let Some(sources) = compiled_sources(binary) else {
+        return (built < newest_source(name)).then(|| "it is older than the sources".to_string());
+    };
+    let root = std::fs::canonicalize(repo_root()).unwrap_or_else(|_| repo_root());
+    for source in sources {
+        let Ok(path) = std::fs::canonicalize(&source) else {
+            return Some(format!("{} it was built from is gone", source.display()));
+        };
+        if !path.starts_with(&root) {
+            return Some(format!("it was built from another checkout ({})", source.display()));
+        }
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        if modified > built {
+            return Some(format!("it is older than {}", source.display()));
+        }
+    }
+    None
+}
+
 /// A command for one of the project's binaries. They are built by `scripts/test` (or
 /// `cargo build --bins`) beforehand: cargo holds its lock while tests run, so a test cannot
 /// build them itself. A binary older than the sources is refused rather than tested.
@@ -51,11 +97,9 @@ pub fn bin(name: &str) -> Command {
     let built = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or_else(|_| {
         panic!("{} is missing: run scripts/test, or cargo build --bins before cargo test", path.display())
     });
-    assert!(
-        built >= newest_source(name),
-        "{} is older than the sources: run scripts/test, or cargo build --bins before cargo test",
-        path.display()
-    );
+    if let Some(why) = stale(&path, name, built) {
+        panic!("{}: {why}: run scripts/test, or cargo build --bins before cargo test", path.display());
+    }
     let mut cmd = Command::new(path);
     cmd.env_remove("FATHOM_DATASET").env("NO_COLOR", "1");
     cmd
