@@ -119,26 +119,13 @@ async fn finished_nights(dataset: &Dataset) -> Result<Vec<NaiveDate>, StoreError
     Ok(nights)
 }
 
-/// Whether every file of the state of `night` is there.
-async fn state_is_complete(dataset: &Dataset, night: NaiveDate) -> Result<bool, StoreError> {
-    for file in STATE_FILES {
-        if !dataset.exists(&dataset.child(&location("state", night, file))).await? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// The newest finished night before `night` whose state is complete: what an incremental night
-/// starts from (redoing an old night finds its neighbours' states pruned: it then starts from an
-/// older one, or in full).
+/// The newest finished night before `night` whose state has all its files (one listing, as
+/// [`restore_state`] sees them): the state pruning keeps for a redo of `night` (redoing an old
+/// night finds its neighbours' states pruned: it then starts from an older one, or in full).
 async fn usable_state_before(dataset: &Dataset, night: NaiveDate) -> Result<Option<NaiveDate>, StoreError> {
-    for d in finished_nights(dataset).await?.into_iter().rev().filter(|d| *d < night) {
-        if state_is_complete(dataset, d).await? {
-            return Ok(Some(d));
-        }
-    }
-    Ok(None)
+    let present = state_inventory(dataset).await?;
+    let nights = finished_nights(dataset).await?;
+    Ok(nights.into_iter().rev().filter(|d| *d < night).find(|d| present.get(d) == Some(&STATE_FILES.len())))
 }
 
 /// Deletes the states before `night` but the one the next redo of `night` would start from: a
